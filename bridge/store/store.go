@@ -1,0 +1,140 @@
+// Package store defines the Store seam of pollbridge: where a source's last
+// known items live, and the outbox that holds every committed event until its
+// sink has accepted it.
+//
+// A poll loads a source's State, diffs a fresh snapshot against it, and hands
+// the result to Commit, which writes the new items and the deliveries they
+// imply in one atomic step guarded by the state's generation. Dispatchers then
+// Claim due deliveries per sink, and Ack, Retry or Bury each one. Backends live
+// in sub-packages (boltstore for the embedded default) and all of them pass the
+// conformance suite in storetest.
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+)
+
+// ErrConflict is returned by Commit when the stored generation of the source
+// is not the one the commit was computed against: another writer committed
+// first. The caller must Load again and recompute its diff.
+var ErrConflict = errors.New("state changed since it was loaded (generation conflict)")
+
+// ErrNotFound is returned when a delivery named by ID does not exist.
+var ErrNotFound = errors.New("not found")
+
+// Item is the stored form of one item of a source.
+type Item struct {
+	// Fingerprint is the hash of the item's relevant fields.
+	Fingerprint string `json:"fp"`
+	// Data is the item's JSON as last seen when its fingerprint changed.
+	Data json.RawMessage `json:"data"`
+}
+
+// State is everything the store knows about one source.
+type State struct {
+	// Generation counts the commits made for the source; 0 means the source
+	// was never committed (no baseline yet).
+	Generation uint64
+	// Items maps each item key to its stored form. Never nil after Load.
+	Items map[string]Item
+	// Meta holds small per-source values that are not items: conditional
+	// request validators (ETag, Last-Modified), body hashes, guard flags.
+	// Never nil after Load.
+	Meta map[string]string
+}
+
+// Commit is the outcome of one poll of one source: a delta to the stored
+// items and the deliveries it implies, applied atomically.
+type Commit struct {
+	// Source names the source.
+	Source string
+	// Generation is the generation the diff was computed against. Commit
+	// fails with ErrConflict unless it equals the stored generation; on
+	// success the stored generation becomes Generation+1.
+	Generation uint64
+	// Upsert adds or replaces items by key.
+	Upsert map[string]Item
+	// Delete removes items by key.
+	Delete []string
+	// Meta, when non-nil, replaces the source's Meta entirely.
+	Meta map[string]string
+	// Deliveries are added to the outbox, due immediately (their Due field
+	// is ignored and set to the commit time if zero).
+	Deliveries []Delivery
+}
+
+// Delivery is one event bound for one sink, as kept in the outbox.
+type Delivery struct {
+	// ID identifies the delivery in the store: unique per (event, sink).
+	ID string `json:"id"`
+	// EventID is the event's stable id (the webhook-id); a redelivery and a
+	// re-detection of the same change keep it.
+	EventID string `json:"event_id"`
+	// Sink names the sink the event goes to.
+	Sink string `json:"sink"`
+	// Source and Key name the source and item the event is about.
+	Source string `json:"source"`
+	Key    string `json:"key"`
+	// Payload is the encoded event (JSON of bridge.Event); opaque to the store.
+	Payload json.RawMessage `json:"payload"`
+	// Attempts counts the failed delivery attempts so far.
+	Attempts int `json:"attempts"`
+	// Created is when the delivery entered the outbox.
+	Created time.Time `json:"created"`
+	// Due is when the delivery may next be claimed.
+	Due time.Time `json:"due"`
+	// LastError describes the last failed attempt, if any.
+	LastError string `json:"last_error,omitempty"`
+	// Dead is when the delivery was moved to the dead letters (zero if not).
+	Dead time.Time `json:"dead,omitzero"`
+}
+
+// SinkStats counts the outbox of one sink.
+type SinkStats struct {
+	// Pending counts deliveries that have not failed yet (including claimed).
+	Pending int
+	// Retrying counts deliveries waiting for another attempt after a failure.
+	Retrying int
+	// Dead counts dead letters.
+	Dead int
+}
+
+// Store keeps source state and the outbox. All methods are safe for
+// concurrent use and honour ctx for blocking work.
+type Store interface {
+	// Load returns the state of a source; an unknown source has an empty
+	// State with Generation 0.
+	Load(ctx context.Context, source string) (State, error)
+	// Commit applies c atomically: items, meta and deliveries are all
+	// written or none is. It returns ErrConflict on a generation mismatch.
+	Commit(ctx context.Context, c Commit) error
+
+	// Claim returns up to max deliveries of sink that are due at now, oldest
+	// due first (commit order among equals), and hides them from other
+	// claims until now+lease. A claimed delivery that is neither acked,
+	// retried nor buried before its lease runs out can be claimed again.
+	Claim(ctx context.Context, sink string, now time.Time, max int, lease time.Duration) ([]Delivery, error)
+	// Ack removes a delivered delivery from the outbox.
+	Ack(ctx context.Context, d Delivery) error
+	// Retry stores d (its Attempts and LastError as given by the caller) and
+	// makes it claimable again at due.
+	Retry(ctx context.Context, d Delivery, due time.Time) error
+	// Bury moves d (with its Attempts and LastError) to the dead letters.
+	Bury(ctx context.Context, d Delivery) error
+	// Dead lists the dead letters of sink, or of every sink when sink is "",
+	// oldest first.
+	Dead(ctx context.Context, sink string) ([]Delivery, error)
+	// Replay moves dead letters back into the outbox, due now with their
+	// attempts reset. ids selects them by delivery ID; nil replays every
+	// dead letter of sink ("" = every sink). It returns how many moved; an
+	// unknown id is ErrNotFound.
+	Replay(ctx context.Context, sink string, ids []string) (int, error)
+	// Stats counts the outbox per sink at now.
+	Stats(ctx context.Context, now time.Time) (map[string]SinkStats, error)
+
+	// Close releases the store. It does not wait for ctx-less work.
+	Close() error
+}
