@@ -61,8 +61,9 @@ type Commit struct {
 	Delete []string
 	// Meta, when non-nil, replaces the source's Meta entirely.
 	Meta map[string]string
-	// Deliveries are added to the outbox, due immediately (their Due field
-	// is ignored and set to the commit time if zero).
+	// Deliveries are added to the outbox, each due at its Due (a zero Due
+	// means the commit time). A delivery whose ID is already in the outbox
+	// or the dead letters is skipped: the first copy stays.
 	Deliveries []Delivery
 }
 
@@ -117,7 +118,9 @@ type Store interface {
 	// claims until now+lease. A claimed delivery that is neither acked,
 	// retried nor buried before its lease runs out can be claimed again.
 	Claim(ctx context.Context, sink string, now time.Time, max int, lease time.Duration) ([]Delivery, error)
-	// Ack removes a delivered delivery from the outbox.
+	// Ack removes a delivered delivery from the outbox. Ack, Retry and Bury
+	// return ErrNotFound for a delivery that is no longer in the outbox
+	// (its lease ran out and another worker finished it).
 	Ack(ctx context.Context, d Delivery) error
 	// Retry stores d (its Attempts and LastError as given by the caller) and
 	// makes it claimable again at due.

@@ -1,0 +1,209 @@
+package boltstore
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/pollbridge/pollbridge/bridge/store"
+)
+
+// ErrInUse is returned (wrapped) by Open when another process, or another
+// open Store of this process, holds the state file.
+var ErrInUse = errors.New("it is in use by another pollbridge process")
+
+// DefaultTimeout is how long Open waits for the file lock when
+// Options.Timeout is zero.
+const DefaultTimeout = time.Second
+
+// schemaVersion is the layout version written to the pollbridge bucket.
+const schemaVersion = 1
+
+// Bucket and key names; see the package doc for the layout.
+const (
+	bucketRoot    = "pollbridge"
+	keySchema     = "schema"
+	bucketSources = "sources"
+	keyGen        = "gen"
+	bucketItems   = "items"
+	bucketMeta    = "meta"
+	bucketOutbox  = "outbox"
+	bucketDue     = "due"
+	bucketDead    = "dead"
+	bucketClaimed = "claimed"
+)
+
+// Options configures Open.
+type Options struct {
+	// Timeout is how long Open waits for the file lock held by another
+	// process before it fails with ErrInUse. Zero or less means
+	// DefaultTimeout.
+	Timeout time.Duration
+	// ReadOnly opens an existing file for reading (Load, Dead, Stats) with a
+	// shared lock; every method that writes fails. It still cannot open a
+	// file that a running daemon holds.
+	ReadOnly bool
+}
+
+// Store is the bbolt-backed store.Store. Its methods are safe for concurrent
+// use; write methods are serialised by bbolt's single writer.
+type Store struct {
+	db   *bolt.DB
+	path string
+}
+
+var _ store.Store = (*Store)(nil)
+
+// Open opens, creating it and its directory if needed, the state file at
+// path. It fails with an error wrapping ErrInUse when the file stays locked
+// for opts.Timeout. Unless ReadOnly, it makes every delivery that an earlier
+// process claimed but never finished claimable at once.
+func Open(path string, opts Options) (*Store, error) {
+	timeout := opts.Timeout
+	if timeout <= 0 {
+		timeout = DefaultTimeout
+	}
+	if !opts.ReadOnly {
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			return nil, fmt.Errorf("open state file %s: %w", path, err)
+		}
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: timeout, ReadOnly: opts.ReadOnly})
+	if errors.Is(err, bolt.ErrTimeout) {
+		return nil, fmt.Errorf("open state file %s: %w", path, ErrInUse)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open state file %s: %w", path, err)
+	}
+	s := &Store{db: db, path: path}
+	if opts.ReadOnly {
+		err = db.View(checkSchema)
+	} else {
+		err = db.Update(s.initialize)
+	}
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open state file %s: %w", path, err)
+	}
+	return s, nil
+}
+
+// Path returns the path of the state file.
+func (s *Store) Path() string { return s.path }
+
+// Close releases the file and its lock. It waits for running transactions.
+func (s *Store) Close() error {
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("close state file %s: %w", s.path, err)
+	}
+	return nil
+}
+
+func checkSchema(tx *bolt.Tx) error {
+	root := tx.Bucket([]byte(bucketRoot))
+	if root == nil {
+		if tx.Bucket([]byte(bucketSources)) != nil {
+			return errors.New("check schema: not a pollbridge state file")
+		}
+		return nil // a file that was never initialised reads as empty
+	}
+	v := root.Get([]byte(keySchema))
+	if len(v) != 8 {
+		return errors.New("check schema: missing schema version")
+	}
+	if n := binary.BigEndian.Uint64(v); n != schemaVersion {
+		return fmt.Errorf("check schema: file has schema version %d, this pollbridge reads %d", n, schemaVersion)
+	}
+	return nil
+}
+
+// initialize creates the buckets and releases abandoned claims.
+func (s *Store) initialize(tx *bolt.Tx) error {
+	if tx.Bucket([]byte(bucketRoot)) == nil && firstBucket(tx) != "" {
+		return fmt.Errorf("check schema: not a pollbridge state file (has bucket %q)", firstBucket(tx))
+	}
+	root, err := tx.CreateBucketIfNotExists([]byte(bucketRoot))
+	if err != nil {
+		return fmt.Errorf("create buckets: %w", err)
+	}
+	if root.Get([]byte(keySchema)) == nil {
+		if err := root.Put([]byte(keySchema), binary.BigEndian.AppendUint64(nil, schemaVersion)); err != nil {
+			return fmt.Errorf("create buckets: %w", err)
+		}
+	}
+	if err := checkSchema(tx); err != nil {
+		return err
+	}
+	for _, name := range []string{bucketSources, bucketOutbox, bucketDue, bucketDead, bucketClaimed} {
+		if _, err := tx.CreateBucketIfNotExists([]byte(name)); err != nil {
+			return fmt.Errorf("create buckets: %w", err)
+		}
+	}
+	return releaseClaims(tx)
+}
+
+func firstBucket(tx *bolt.Tx) string {
+	k, _ := tx.Cursor().First()
+	return string(k)
+}
+
+// releaseClaims makes every claimed delivery due at its due time again. Only
+// Open calls it: the file lock proves that whoever claimed them is gone.
+func releaseClaims(tx *bolt.Tx) error {
+	claimed := tx.Bucket([]byte(bucketClaimed))
+	var ids [][]byte
+	if err := claimed.ForEach(func(k, _ []byte) error {
+		ids = append(ids, append([]byte(nil), k...))
+		return nil
+	}); err != nil {
+		return fmt.Errorf("release claims: %w", err)
+	}
+	ob := outbox(tx)
+	for _, id := range ids {
+		if err := claimed.Delete(id); err != nil {
+			return fmt.Errorf("release claims: %w", err)
+		}
+		r, err := getRecord(ob, id)
+		if err != nil {
+			if errors.Is(err, store.ErrNotFound) {
+				continue
+			}
+			return fmt.Errorf("release claims: %w", err)
+		}
+		if r.dead() {
+			continue
+		}
+		if err := moveDue(tx, r, nanos(r.d.Due)); err != nil {
+			return fmt.Errorf("release claims: %w", err)
+		}
+	}
+	return nil
+}
+
+// update runs fn in a write transaction unless ctx is already done.
+func (s *Store) update(ctx context.Context, fn func(tx *bolt.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return s.db.Update(func(tx *bolt.Tx) error {
+		// The write lock may have taken a while.
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		return fn(tx)
+	})
+}
+
+// view runs fn in a read transaction unless ctx is already done.
+func (s *Store) view(ctx context.Context, fn func(tx *bolt.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return s.db.View(fn)
+}

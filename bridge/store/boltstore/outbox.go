@@ -1,0 +1,405 @@
+package boltstore
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/pollbridge/pollbridge/bridge/store"
+)
+
+// Claim returns up to max deliveries of sink due at now, oldest due first and
+// in commit order among equal times, and hides them from other claims until
+// now+lease. max must be positive and lease longer than zero.
+func (s *Store) Claim(ctx context.Context, sink string, now time.Time, max int, lease time.Duration) ([]store.Delivery, error) {
+	if max <= 0 || lease <= 0 {
+		return nil, fmt.Errorf("claim: max %d and lease %v must be positive", max, lease)
+	}
+	var out []store.Delivery
+	err := s.update(ctx, func(tx *bolt.Tx) error {
+		out = nil
+		due, _ := sinkBucket(tx, bucketDue, sink, false)
+		if due == nil {
+			return nil
+		}
+		limit := timePrefix(nanos(now))
+		var hits [][]byte // delivery IDs
+		c := due.Cursor()
+		for k, v := c.First(); k != nil && len(hits) < max; k, v = c.Next() {
+			if bytes.Compare(k[:8], limit) > 0 {
+				break
+			}
+			hits = append(hits, bytes.Clone(v[1:]))
+		}
+		ob, claimed := outbox(tx), tx.Bucket([]byte(bucketClaimed))
+		until := nanos(now.Add(lease))
+		for _, id := range hits {
+			r, err := indexedRecord(ob, id)
+			if err != nil {
+				return err
+			}
+			if err := moveDue(tx, r, until); err != nil {
+				return err
+			}
+			if err := claimed.Put(id, []byte{}); err != nil {
+				return fmt.Errorf("mark %q claimed: %w", id, err)
+			}
+			out = append(out, r.d)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("claim: %w", err)
+	}
+	return out, nil
+}
+
+// Ack removes d from the outbox. It fails with store.ErrNotFound when d is
+// not in the outbox (already acked, or dead).
+func (s *Store) Ack(ctx context.Context, d store.Delivery) error {
+	err := s.update(ctx, func(tx *bolt.Tx) error {
+		r, err := liveRecord(tx, d.ID)
+		if err != nil {
+			return err
+		}
+		due, err := sinkBucket(tx, bucketDue, r.d.Sink, false)
+		if err != nil {
+			return err
+		}
+		if due != nil {
+			if err := due.Delete(r.key()); err != nil {
+				return err
+			}
+		}
+		if err := tx.Bucket([]byte(bucketClaimed)).Delete([]byte(d.ID)); err != nil {
+			return err
+		}
+		return outbox(tx).Delete([]byte(d.ID))
+	})
+	if err != nil {
+		return fmt.Errorf("ack %q: %w", d.ID, err)
+	}
+	return nil
+}
+
+// Retry takes d.Attempts and d.LastError, ends d's claim and makes it
+// claimable at due (now, when due is zero). It fails with store.ErrNotFound
+// when d is not in the outbox.
+func (s *Store) Retry(ctx context.Context, d store.Delivery, due time.Time) error {
+	if due.IsZero() {
+		due = time.Now()
+	}
+	err := s.update(ctx, func(tx *bolt.Tx) error {
+		r, err := liveRecord(tx, d.ID)
+		if err != nil {
+			return err
+		}
+		r.d.Attempts, r.d.LastError, r.d.Due = d.Attempts, d.LastError, due
+		if err := tx.Bucket([]byte(bucketClaimed)).Delete([]byte(d.ID)); err != nil {
+			return err
+		}
+		return moveDue(tx, r, nanos(due))
+	})
+	if err != nil {
+		return fmt.Errorf("retry %q: %w", d.ID, err)
+	}
+	return nil
+}
+
+// Bury takes d.Attempts and d.LastError and moves d to the dead letters of
+// its sink, stamped with the current time. It fails with store.ErrNotFound
+// when d is not in the outbox.
+func (s *Store) Bury(ctx context.Context, d store.Delivery) error {
+	now := time.Now()
+	err := s.update(ctx, func(tx *bolt.Tx) error {
+		r, err := liveRecord(tx, d.ID)
+		if err != nil {
+			return err
+		}
+		due, err := sinkBucket(tx, bucketDue, r.d.Sink, false)
+		if err != nil {
+			return err
+		}
+		if due != nil {
+			if err := due.Delete(r.key()); err != nil {
+				return err
+			}
+		}
+		if err := tx.Bucket([]byte(bucketClaimed)).Delete([]byte(d.ID)); err != nil {
+			return err
+		}
+		r.d.Attempts, r.d.LastError, r.d.Dead = d.Attempts, d.LastError, now
+		r.at = nanos(now)
+		dead, err := sinkBucket(tx, bucketDead, r.d.Sink, true)
+		if err != nil {
+			return err
+		}
+		if err := dead.Put(r.key(), []byte(r.d.ID)); err != nil {
+			return err
+		}
+		return putRecord(outbox(tx), r)
+	})
+	if err != nil {
+		return fmt.Errorf("bury %q: %w", d.ID, err)
+	}
+	return nil
+}
+
+// Dead lists the dead letters of sink, or of every sink when sink is "", in
+// the order they died.
+func (s *Store) Dead(ctx context.Context, sink string) ([]store.Delivery, error) {
+	var out []store.Delivery
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		out = nil
+		keys, err := deadKeys(tx, sink)
+		if err != nil {
+			return err
+		}
+		ob := outbox(tx)
+		for _, k := range keys {
+			r, err := indexedRecord(ob, k.id)
+			if err != nil {
+				return err
+			}
+			out = append(out, r.d)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list dead letters: %w", err)
+	}
+	return out, nil
+}
+
+// Replay moves dead letters back into the outbox, due now, with Attempts 0
+// (LastError is kept for the record). ids selects them by delivery ID, and
+// then sink, if not "", must be theirs; nil ids selects every dead letter of
+// sink ("" = every sink). Replay is all or nothing: an id that is not a dead
+// letter fails it with store.ErrNotFound and moves none.
+func (s *Store) Replay(ctx context.Context, sink string, ids []string) (int, error) {
+	now := time.Now()
+	n := 0
+	err := s.update(ctx, func(tx *bolt.Tx) error {
+		n = 0
+		ob := outbox(tx)
+		var recs []*record
+		if ids == nil {
+			keys, err := deadKeys(tx, sink)
+			if err != nil {
+				return err
+			}
+			for _, k := range keys {
+				r, err := indexedRecord(ob, k.id)
+				if err != nil {
+					return err
+				}
+				recs = append(recs, r)
+			}
+		} else {
+			seen := map[string]bool{}
+			for _, id := range ids {
+				if seen[id] {
+					continue
+				}
+				seen[id] = true
+				r, err := getRecord(ob, []byte(id))
+				if err == nil && (!r.dead() || (sink != "" && r.d.Sink != sink)) {
+					err = store.ErrNotFound
+				}
+				if err != nil {
+					return fmt.Errorf("dead letter %q: %w", id, err)
+				}
+				recs = append(recs, r)
+			}
+		}
+		for _, r := range recs {
+			dead, err := sinkBucket(tx, bucketDead, r.d.Sink, false)
+			if err != nil {
+				return err
+			}
+			if dead != nil {
+				if err := dead.Delete(r.key()); err != nil {
+					return err
+				}
+			}
+			r.d.Attempts, r.d.Dead, r.d.Due = 0, time.Time{}, now
+			r.at = nanos(now)
+			due, err := sinkBucket(tx, bucketDue, r.d.Sink, true)
+			if err != nil {
+				return err
+			}
+			if err := due.Put(r.key(), r.dueValue()); err != nil {
+				return err
+			}
+			if err := putRecord(ob, r); err != nil {
+				return err
+			}
+			n++
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("replay: %w", err)
+	}
+	return n, nil
+}
+
+// Stats counts the outbox per sink. Every sink that ever had a delivery is
+// listed, with zero counts when it has none now. now is not used: counts do
+// not depend on due times.
+func (s *Store) Stats(ctx context.Context, now time.Time) (map[string]store.SinkStats, error) {
+	out := map[string]store.SinkStats{}
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		if due := tx.Bucket([]byte(bucketDue)); due != nil {
+			err := due.ForEachBucket(func(sink []byte) error {
+				st := out[string(sink)]
+				err := due.Bucket(sink).ForEach(func(_, v []byte) error {
+					if len(v) > 0 && v[0] == flagRetrying {
+						st.Retrying++
+					} else {
+						st.Pending++
+					}
+					return nil
+				})
+				out[string(sink)] = st
+				return err
+			})
+			if err != nil {
+				return err
+			}
+		}
+		if dead := tx.Bucket([]byte(bucketDead)); dead != nil {
+			return dead.ForEachBucket(func(sink []byte) error {
+				st := out[string(sink)]
+				st.Dead = dead.Bucket(sink).Stats().KeyN
+				out[string(sink)] = st
+				return nil
+			})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("stats: %w", err)
+	}
+	return out, nil
+}
+
+func outbox(tx *bolt.Tx) *bolt.Bucket { return tx.Bucket([]byte(bucketOutbox)) }
+
+// sinkBucket returns the per-sink sub-bucket of the due or dead bucket; nil
+// when it does not exist and create is false.
+func sinkBucket(tx *bolt.Tx, parent, sink string, create bool) (*bolt.Bucket, error) {
+	p := tx.Bucket([]byte(parent))
+	if p == nil || sink == "" {
+		if create {
+			return nil, fmt.Errorf("no %s bucket for sink %q", parent, sink)
+		}
+		return nil, nil
+	}
+	if !create {
+		return p.Bucket([]byte(sink)), nil
+	}
+	b, err := p.CreateBucketIfNotExists([]byte(sink))
+	if err != nil {
+		return nil, fmt.Errorf("create %s bucket of sink %q: %w", parent, sink, err)
+	}
+	return b, nil
+}
+
+func getRecord(ob *bolt.Bucket, id []byte) (*record, error) {
+	if ob == nil || len(id) == 0 {
+		return nil, store.ErrNotFound
+	}
+	v := ob.Get(id)
+	if v == nil {
+		return nil, store.ErrNotFound
+	}
+	return decodeRecord(v)
+}
+
+// liveRecord returns the record of a delivery that is in the outbox and not
+// dead, or store.ErrNotFound.
+func liveRecord(tx *bolt.Tx, id string) (*record, error) {
+	r, err := getRecord(outbox(tx), []byte(id))
+	if err != nil {
+		return nil, err
+	}
+	if r.dead() {
+		return nil, fmt.Errorf("it is a dead letter: %w", store.ErrNotFound)
+	}
+	return r, nil
+}
+
+func putRecord(ob *bolt.Bucket, r *record) error {
+	b, err := encodeRecord(r)
+	if err != nil {
+		return err
+	}
+	if err := ob.Put([]byte(r.d.ID), b); err != nil {
+		return fmt.Errorf("write delivery %q: %w", r.d.ID, err)
+	}
+	return nil
+}
+
+// moveDue moves a live record's due entry to time at and saves the record.
+func moveDue(tx *bolt.Tx, r *record, at int64) error {
+	due, err := sinkBucket(tx, bucketDue, r.d.Sink, true)
+	if err != nil {
+		return err
+	}
+	if err := due.Delete(r.key()); err != nil {
+		return fmt.Errorf("move delivery %q: %w", r.d.ID, err)
+	}
+	r.at = at
+	if err := due.Put(r.key(), r.dueValue()); err != nil {
+		return fmt.Errorf("move delivery %q: %w", r.d.ID, err)
+	}
+	return putRecord(outbox(tx), r)
+}
+
+type deadKey struct {
+	key, id []byte
+}
+
+// deadKeys lists the dead index entries of sink ("" = all sinks) in the order
+// the deliveries died.
+func deadKeys(tx *bolt.Tx, sink string) ([]deadKey, error) {
+	dead := tx.Bucket([]byte(bucketDead))
+	if dead == nil {
+		return nil, nil
+	}
+	var out []deadKey
+	collect := func(b *bolt.Bucket) error {
+		return b.ForEach(func(k, v []byte) error {
+			out = append(out, deadKey{bytes.Clone(k), bytes.Clone(v)})
+			return nil
+		})
+	}
+	if sink != "" {
+		if b := dead.Bucket([]byte(sink)); b != nil {
+			return out, collect(b)
+		}
+		return nil, nil
+	}
+	err := dead.ForEachBucket(func(name []byte) error { return collect(dead.Bucket(name)) })
+	if err != nil {
+		return nil, err
+	}
+	slices.SortFunc(out, func(a, b deadKey) int { return bytes.Compare(a.key, b.key) })
+	return out, nil
+}
+
+// indexedRecord returns the record that an index entry names; a missing one
+// means the file is damaged, which is not the caller's ErrNotFound.
+func indexedRecord(ob *bolt.Bucket, id []byte) (*record, error) {
+	r, err := getRecord(ob, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("index names delivery %q, which is missing: state file is damaged", id)
+	}
+	return r, err
+}

@@ -1,0 +1,203 @@
+package boltstore
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/pollbridge/pollbridge/bridge/store"
+)
+
+// Load returns the stored state of source. An unknown source has Generation
+// 0 and empty, non-nil maps. It fails if ctx is done before or during the read.
+func (s *Store) Load(ctx context.Context, source string) (store.State, error) {
+	st := store.State{Items: map[string]store.Item{}, Meta: map[string]string{}}
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		sb := sourceBucket(tx, source)
+		if sb == nil {
+			return nil
+		}
+		st.Generation = generation(sb)
+		if ib := sb.Bucket([]byte(bucketItems)); ib != nil {
+			c := ib.Cursor()
+			n := 0
+			for k, v := c.First(); k != nil; k, v = c.Next() {
+				if n++; n%4096 == 0 {
+					if err := ctx.Err(); err != nil {
+						return err
+					}
+				}
+				it, err := decodeItem(v)
+				if err != nil {
+					return fmt.Errorf("item %q: %w", k, err)
+				}
+				st.Items[string(k)] = it
+			}
+		}
+		if mb := sb.Bucket([]byte(bucketMeta)); mb != nil {
+			return mb.ForEach(func(k, v []byte) error {
+				st.Meta[string(k)] = string(v)
+				return nil
+			})
+		}
+		return nil
+	})
+	if err != nil {
+		return store.State{}, fmt.Errorf("load state: %w", err)
+	}
+	return st, nil
+}
+
+// Commit applies c in one fsynced transaction: items, meta, the generation
+// and the deliveries are all written, or nothing is. It fails with an error
+// wrapping store.ErrConflict unless c.Generation is the stored generation.
+//
+// Deliveries get Created and Due set to the commit time when zero (a non-zero
+// Due is kept) and a fresh commit-order sequence. A delivery whose ID is
+// already in the outbox or the dead letters is skipped, as is a repeat of an
+// ID within c: the first one stays. Deletes are applied before upserts.
+func (s *Store) Commit(ctx context.Context, c store.Commit) error {
+	if err := validateCommit(c); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	now := time.Now()
+	err := s.update(ctx, func(tx *bolt.Tx) error {
+		sb, err := tx.Bucket([]byte(bucketSources)).CreateBucketIfNotExists([]byte(c.Source))
+		if err != nil {
+			return fmt.Errorf("create source bucket: %w", err)
+		}
+		if gen := generation(sb); gen != c.Generation {
+			return fmt.Errorf("commit computed on generation %d, stored generation is %d: %w", c.Generation, gen, store.ErrConflict)
+		}
+		if err := writeItems(sb, c); err != nil {
+			return err
+		}
+		if c.Meta != nil {
+			if err := writeMeta(sb, c.Meta); err != nil {
+				return err
+			}
+		}
+		if err := sb.Put([]byte(keyGen), binary.BigEndian.AppendUint64(nil, c.Generation+1)); err != nil {
+			return fmt.Errorf("write generation: %w", err)
+		}
+		return addDeliveries(tx, c.Deliveries, now)
+	})
+	if err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+func validateCommit(c store.Commit) error {
+	if c.Source == "" {
+		return errors.New("empty source name")
+	}
+	for k := range c.Upsert {
+		if k == "" {
+			return errors.New("upsert of an empty item key")
+		}
+	}
+	for _, d := range c.Deliveries {
+		if d.ID == "" || d.Sink == "" {
+			return fmt.Errorf("delivery %q to sink %q: empty id or sink", d.ID, d.Sink)
+		}
+	}
+	return nil
+}
+
+func writeItems(sb *bolt.Bucket, c store.Commit) error {
+	if len(c.Upsert) == 0 && len(c.Delete) == 0 {
+		return nil
+	}
+	ib, err := sb.CreateBucketIfNotExists([]byte(bucketItems))
+	if err != nil {
+		return fmt.Errorf("create items bucket: %w", err)
+	}
+	for _, k := range c.Delete {
+		if k == "" {
+			continue
+		}
+		if err := ib.Delete([]byte(k)); err != nil {
+			return fmt.Errorf("delete item %q: %w", k, err)
+		}
+	}
+	for k, it := range c.Upsert {
+		if err := ib.Put([]byte(k), encodeItem(it)); err != nil {
+			return fmt.Errorf("write item %q: %w", k, err)
+		}
+	}
+	return nil
+}
+
+func writeMeta(sb *bolt.Bucket, meta map[string]string) error {
+	if sb.Bucket([]byte(bucketMeta)) != nil {
+		if err := sb.DeleteBucket([]byte(bucketMeta)); err != nil {
+			return fmt.Errorf("clear meta: %w", err)
+		}
+	}
+	mb, err := sb.CreateBucket([]byte(bucketMeta))
+	if err != nil {
+		return fmt.Errorf("create meta bucket: %w", err)
+	}
+	for k, v := range meta {
+		if err := mb.Put([]byte(k), []byte(v)); err != nil {
+			return fmt.Errorf("write meta %q: %w", k, err)
+		}
+	}
+	return nil
+}
+
+func addDeliveries(tx *bolt.Tx, ds []store.Delivery, now time.Time) error {
+	if len(ds) == 0 {
+		return nil
+	}
+	ob := outbox(tx)
+	for _, d := range ds {
+		if ob.Get([]byte(d.ID)) != nil {
+			continue
+		}
+		seq, err := ob.NextSequence()
+		if err != nil {
+			return fmt.Errorf("add delivery %q: %w", d.ID, err)
+		}
+		if d.Created.IsZero() {
+			d.Created = now
+		}
+		if d.Due.IsZero() {
+			d.Due = now
+		}
+		d.Dead = time.Time{}
+		r := &record{d: d, seq: seq, at: nanos(d.Due)}
+		if err := putRecord(ob, r); err != nil {
+			return fmt.Errorf("add delivery %q: %w", d.ID, err)
+		}
+		due, err := sinkBucket(tx, bucketDue, d.Sink, true)
+		if err != nil {
+			return fmt.Errorf("add delivery %q: %w", d.ID, err)
+		}
+		if err := due.Put(r.key(), r.dueValue()); err != nil {
+			return fmt.Errorf("add delivery %q: %w", d.ID, err)
+		}
+	}
+	return nil
+}
+
+func sourceBucket(tx *bolt.Tx, source string) *bolt.Bucket {
+	srcs := tx.Bucket([]byte(bucketSources))
+	if srcs == nil || source == "" {
+		return nil
+	}
+	return srcs.Bucket([]byte(source))
+}
+
+func generation(sb *bolt.Bucket) uint64 {
+	v := sb.Get([]byte(keyGen))
+	if len(v) != 8 {
+		return 0
+	}
+	return binary.BigEndian.Uint64(v)
+}
