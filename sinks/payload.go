@@ -1,0 +1,88 @@
+package sinks
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/pollbridge/pollbridge/bridge"
+)
+
+// Encode returns the payload of ev, the body of its webhook:
+//
+//	{"type":"item.updated","timestamp":"2024-05-01T12:00:00.5Z",
+//	 "data":{"id":"…","source":"orders","key":"42","item":{…},"previous":{…},
+//	   "changes":[{"op":"replace","path":"/status","old":"new","new":"paid"}]}}
+//
+// timestamp is ev.Time in UTC, RFC 3339 with nanoseconds as needed. item,
+// previous and changes are left out when empty (deletions have no item,
+// creations no previous), and so are a change's old and new. The raw JSON of
+// item, previous, old and new is copied byte for byte; it must be valid JSON.
+// The same event always encodes to the same bytes.
+func Encode(ev *bridge.Event) ([]byte, error) {
+	if ev == nil {
+		return nil, errors.New("encode: nil event")
+	}
+	var b bytes.Buffer
+	b.WriteString(`{"type":`)
+	writeString(&b, ev.Type)
+	b.WriteString(`,"timestamp":`)
+	writeString(&b, ev.Time.UTC().Format(time.RFC3339Nano))
+	b.WriteString(`,"data":{"id":`)
+	writeString(&b, ev.ID)
+	b.WriteString(`,"source":`)
+	writeString(&b, ev.Source)
+	b.WriteString(`,"key":`)
+	writeString(&b, ev.Key)
+	if err := writeRaw(&b, "item", ev.Item); err != nil {
+		return nil, err
+	}
+	if err := writeRaw(&b, "previous", ev.Previous); err != nil {
+		return nil, err
+	}
+	if len(ev.Changes) > 0 {
+		b.WriteString(`,"changes":[`)
+		for i, c := range ev.Changes {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteString(`{"op":`)
+			writeString(&b, c.Op)
+			b.WriteString(`,"path":`)
+			writeString(&b, c.Path)
+			if err := writeRaw(&b, "old", c.Old); err != nil {
+				return nil, fmt.Errorf("change %d: %w", i, err)
+			}
+			if err := writeRaw(&b, "new", c.New); err != nil {
+				return nil, fmt.Errorf("change %d: %w", i, err)
+			}
+			b.WriteByte('}')
+		}
+		b.WriteByte(']')
+	}
+	b.WriteString(`}}`)
+	return b.Bytes(), nil
+}
+
+// writeString writes s as a JSON string.
+func writeString(b *bytes.Buffer, s string) {
+	q, _ := json.Marshal(s) // a string always marshals
+	b.Write(q)
+}
+
+// writeRaw writes ,"name":raw unless raw is empty.
+func writeRaw(b *bytes.Buffer, name string, raw json.RawMessage) error {
+	if len(raw) == 0 {
+		return nil
+	}
+	if !json.Valid(raw) {
+		return fmt.Errorf("encode: %s is not valid JSON", name)
+	}
+	b.WriteString(`,"`)
+	b.WriteString(name)
+	b.WriteString(`":`)
+	b.Write(raw)
+	return nil
+}

@@ -1,0 +1,252 @@
+package sinks
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/pollbridge/pollbridge/bridge"
+	"github.com/pollbridge/pollbridge/bridge/config"
+)
+
+// DefaultTimeout bounds one delivery attempt when config.Sink.Timeout is 0.
+const DefaultTimeout = 10 * time.Second
+
+// maxDrain is how much of a receiver's answer is read (then discarded) so
+// the connection can be reused.
+const maxDrain = 64 << 10
+
+// snippetLen bounds the excerpt of a receiver's answer quoted in errors.
+const snippetLen = 200
+
+var _ bridge.Sink = (*Webhook)(nil)
+
+// errSendTimeout is the context cause when an attempt runs out of its own
+// time (not the caller's); it reads and matches as context.DeadlineExceeded.
+var errSendTimeout = fmt.Errorf("%w", context.DeadlineExceeded)
+
+// Webhook is a sink that POSTs Standard Webhooks signed payloads to one URL.
+// It is safe for concurrent use.
+type Webhook struct {
+	url     string
+	origin  string // scheme://host, for errors
+	key     []byte // HMAC key; nil sends unsigned requests
+	headers http.Header
+	timeout time.Duration
+	client  *http.Client
+	secrets []string // scrubbed from error snippets
+	now     func() time.Time
+}
+
+// NewWebhook returns a webhook sink for cfg. client is used for every
+// request (nil: a client with http.DefaultTransport); it is not modified,
+// the sink works on a shallow copy that does not follow redirects. It fails
+// for a URL that is not http(s) or a secret that is not "whsec_" + base64.
+func NewWebhook(cfg config.Sink, client *http.Client) (*Webhook, error) {
+	u, err := url.Parse(cfg.URL)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // the URL itself may hold a token
+		}
+		return nil, fmt.Errorf("parse url: %w", err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return nil, fmt.Errorf("parse url: scheme %q is not http or https", u.Scheme)
+	}
+	if u.Host == "" {
+		return nil, errors.New("parse url: no host")
+	}
+	w := &Webhook{
+		url:     cfg.URL,
+		origin:  u.Scheme + "://" + u.Host,
+		headers: make(http.Header),
+		timeout: cfg.Timeout,
+		now:     time.Now,
+	}
+	if w.timeout <= 0 {
+		w.timeout = DefaultTimeout
+	}
+	if cfg.Secret != "" {
+		key, err := decodeSecret(cfg.Secret)
+		if err != nil {
+			return nil, err
+		}
+		w.key = key
+		w.secrets = append(w.secrets, cfg.Secret, strings.TrimPrefix(cfg.Secret, secretPrefix))
+	}
+	w.headers.Set("Content-Type", "application/json")
+	w.headers.Set("User-Agent", "pollbridge")
+	for k, v := range cfg.Headers {
+		w.headers.Set(k, v)
+		w.secrets = append(w.secrets, v)
+	}
+	for _, k := range []string{"Webhook-Id", "Webhook-Timestamp", "Webhook-Signature"} {
+		w.headers.Del(k)
+	}
+
+	if client == nil {
+		client = &http.Client{}
+	}
+	c := *client
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	w.client = &c
+	return w, nil
+}
+
+// Send makes one attempt to POST the payload of ev (see Encode) with the
+// headers webhook-id (ev.ID), webhook-timestamp (now, so fresh at every
+// attempt), webhook-signature (when a secret is configured), content-type,
+// user-agent and the configured headers (which cannot replace the webhook-*
+// ones). The attempt is bounded by the configured timeout and by ctx.
+//
+// It returns nil for a 2xx answer. 408, 429 and 5xx answers are retryable
+// *bridge.DeliveryError with RetryAfter from a Retry-After header (seconds
+// or HTTP date); redirects (not followed) and other 4xx answers are
+// permanent ones, and so is an event that cannot be encoded. Network
+// errors and timeouts are plain errors, to be retried. Errors quote a short
+// printable excerpt of the receiver's answer, never the secret, the
+// configured header values or the URL's path and query.
+func (w *Webhook) Send(ctx context.Context, ev *bridge.Event) error {
+	body, err := Encode(ev)
+	if err != nil {
+		return &bridge.DeliveryError{Permanent: true, Err: err}
+	}
+	if ev.ID == "" {
+		return &bridge.DeliveryError{Permanent: true, Err: errors.New("event has no id")}
+	}
+
+	ctx, cancel := context.WithTimeoutCause(ctx, w.timeout, errSendTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.url, bytes.NewReader(body))
+	if err != nil {
+		return &bridge.DeliveryError{Permanent: true, Err: fmt.Errorf("build request: %w", unwrapURLError(err))}
+	}
+	req.Header = w.headers.Clone()
+	now := w.now()
+	req.Header.Set("Webhook-Id", ev.ID)
+	req.Header.Set("Webhook-Timestamp", strconv.FormatInt(now.Unix(), 10))
+	if w.key != nil {
+		req.Header.Set("Webhook-Signature", "v1,"+base64.StdEncoding.EncodeToString(mac(w.key, ev.ID, now.Unix(), body)))
+	}
+
+	resp, err := w.client.Do(req)
+	if err != nil {
+		err = unwrapURLError(err)
+		if context.Cause(ctx) == errSendTimeout {
+			return fmt.Errorf("POST %s: timed out after %s: %w", w.origin, w.timeout, err)
+		}
+		return fmt.Errorf("POST %s: %w", w.origin, err)
+	}
+	answer, _ := io.ReadAll(io.LimitReader(resp.Body, maxDrain))
+	resp.Body.Close()
+	return w.classify(resp, answer, now)
+}
+
+// classify turns a receiver's answer into Send's result.
+func (w *Webhook) classify(resp *http.Response, answer []byte, now time.Time) error {
+	code := resp.StatusCode
+	if code >= 200 && code <= 299 {
+		return nil
+	}
+	de := &bridge.DeliveryError{Status: code}
+	text := http.StatusText(code)
+	if text == "" {
+		text = "unexpected status"
+	}
+	switch {
+	case code >= 300 && code <= 399:
+		de.Permanent = true
+		text = "redirects are not followed"
+	case code == http.StatusRequestTimeout, code == http.StatusTooManyRequests, code >= 500:
+		de.RetryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), now)
+	case code >= 400 && code <= 499:
+		de.Permanent = true
+	}
+	if s := printable(answer, w.secrets); s != "" {
+		de.Err = fmt.Errorf("%s: %q", text, s)
+	} else {
+		de.Err = errors.New(text)
+	}
+	return de
+}
+
+// parseRetryAfter reads a Retry-After value, delay-seconds or an HTTP date,
+// as a wait from now; 0 when absent, invalid or in the past.
+func parseRetryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+		switch {
+		case n <= 0:
+			return 0
+		case n > int64(math.MaxInt64/time.Second):
+			return math.MaxInt64 // not a policy cap: avoids overflow
+		}
+		return time.Duration(n) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		if d := t.Sub(now); d > 0 {
+			return d
+		}
+	}
+	return 0
+}
+
+// printable returns up to snippetLen bytes of text from b: printable runes
+// only, whitespace collapsed, every secret replaced by "[redacted]".
+func printable(b []byte, secrets []string) string {
+	if len(b) > 4096 {
+		b = b[:4096]
+	}
+	var sb strings.Builder
+	space := false
+	for _, r := range strings.ToValidUTF8(string(b), "") {
+		switch {
+		case r == ' ' || r == '\t' || r == '\n' || r == '\r':
+			space = true
+		case unicode.IsPrint(r) && r != utf8.RuneError:
+			if space && sb.Len() > 0 {
+				sb.WriteByte(' ')
+			}
+			space = false
+			sb.WriteRune(r)
+		}
+	}
+	t := sb.String()
+	for _, sec := range secrets {
+		if len(sec) >= 4 {
+			t = strings.ReplaceAll(t, sec, "[redacted]")
+		}
+	}
+	if len(t) > snippetLen {
+		cut := snippetLen
+		for cut > 0 && !utf8.RuneStart(t[cut]) {
+			cut--
+		}
+		t = t[:cut] + "…"
+	}
+	return t
+}
+
+// unwrapURLError drops the *url.Error wrapper, which quotes the full URL.
+func unwrapURLError(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
+}

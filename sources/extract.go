@@ -1,0 +1,169 @@
+package sources
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/tidwall/gjson"
+
+	"github.com/pollbridge/pollbridge/bridge"
+)
+
+// Extract finds the items of a JSON document and their keys.
+//
+// itemsPath is a gjson path to the array of items. When it is empty, the
+// elements of a top-level array are the items, and a top-level object is a
+// single item. When it is set it must resolve to an array: a missing path,
+// null or any other value is an error, an empty array is zero items.
+//
+// keyPath is a gjson path, relative to an item, to the item's key: a string
+// is used as is, a number as its JSON text (so 42 and 42.0 are different
+// keys), a bool as "true" or "false". An item without a key (the path is
+// missing or null) is an error, and so is an object or array key: either
+// would otherwise turn into false deletions or collisions. keyPath may only
+// be empty for a single top-level object, whose key is then "".
+//
+// When several items share a key the last one wins, at the position of the
+// first (paginating by offset can show an item twice). Item indexes in errors
+// count from 0, as gjson paths do. Each Item.Data is a copy of the item's
+// JSON text, so body may be reused after Extract returns. Extract is a pure
+// function and safe for concurrent use.
+func Extract(body []byte, itemsPath, keyPath string) ([]bridge.Item, error) {
+	if !json.Valid(body) {
+		return nil, errors.New("body is not valid JSON")
+	}
+	var set itemSet
+	if err := extract(string(body), itemsPath, keyPath, &set); err != nil {
+		return nil, err
+	}
+	return set.items, nil
+}
+
+// extract adds the items of doc, which must be valid JSON, to set.
+func extract(doc, itemsPath, keyPath string, set *itemSet) error {
+	if itemsPath == "" {
+		root := gjson.Parse(doc)
+		switch {
+		case root.IsArray():
+			if keyPath == "" {
+				return errors.New("decode top-level items: a key path is required for an array of items")
+			}
+			if err := addElements(root, keyPath, set); err != nil {
+				return fmt.Errorf("decode top-level items: %w", err)
+			}
+			return nil
+		case root.IsObject():
+			key := ""
+			if keyPath != "" {
+				k, err := itemKey(root, keyPath)
+				if err != nil {
+					return fmt.Errorf("decode top-level object: %w", err)
+				}
+				key = k
+			}
+			set.add(key, root.Raw)
+			return nil
+		default:
+			return fmt.Errorf("decode top-level items: got %s, want an array or an object", kind(root))
+		}
+	}
+
+	arr := gjson.Get(doc, itemsPath)
+	switch {
+	case !arr.Exists():
+		return fmt.Errorf("decode items at %q: path not found", itemsPath)
+	case !arr.IsArray():
+		return fmt.Errorf("decode items at %q: got %s, want an array", itemsPath, kind(arr))
+	case keyPath == "":
+		return fmt.Errorf("decode items at %q: a key path is required for an array of items", itemsPath)
+	}
+	if err := addElements(arr, keyPath, set); err != nil {
+		return fmt.Errorf("decode items at %q: %w", itemsPath, err)
+	}
+	return nil
+}
+
+// addElements adds every element of the array arr to set.
+func addElements(arr gjson.Result, keyPath string, set *itemSet) error {
+	var err error
+	i := 0
+	arr.ForEach(func(_, v gjson.Result) bool {
+		var key string
+		key, err = itemKey(v, keyPath)
+		if err != nil {
+			err = fmt.Errorf("item %d %w", i, err)
+			return false
+		}
+		set.add(key, v.Raw)
+		i++
+		return true
+	})
+	return err
+}
+
+// itemKey returns the key of item at keyPath. Its errors read well after
+// "item N ".
+func itemKey(item gjson.Result, keyPath string) (string, error) {
+	k := item.Get(keyPath)
+	switch k.Type {
+	case gjson.String:
+		return k.Str, nil
+	case gjson.Number:
+		return k.Raw, nil
+	case gjson.True:
+		return "true", nil
+	case gjson.False:
+		return "false", nil
+	case gjson.Null:
+		if !k.Exists() {
+			return "", fmt.Errorf("has no key at %q", keyPath)
+		}
+		return "", fmt.Errorf("has no key at %q (null)", keyPath)
+	default:
+		return "", fmt.Errorf("has %s as key at %q, want a string, number or bool", kind(k), keyPath)
+	}
+}
+
+// kind names the JSON type of r for error messages.
+func kind(r gjson.Result) string {
+	switch {
+	case !r.Exists():
+		return "nothing"
+	case r.IsArray():
+		return "an array"
+	case r.IsObject():
+		return "an object"
+	}
+	switch r.Type {
+	case gjson.Null:
+		return "null"
+	case gjson.String:
+		return "a string"
+	case gjson.Number:
+		return "a number"
+	default:
+		return "a bool"
+	}
+}
+
+// itemSet collects items in order, keeping the last item of each key. It is
+// shared by the pages of one fetch.
+type itemSet struct {
+	items []bridge.Item
+	index map[string]int
+}
+
+// add records raw as the item of key, copying it.
+func (s *itemSet) add(key, raw string) {
+	data := json.RawMessage(raw) // string → []byte copies
+	if i, ok := s.index[key]; ok {
+		s.items[i].Data = data
+		return
+	}
+	if s.index == nil {
+		s.index = make(map[string]int)
+	}
+	s.index[key] = len(s.items)
+	s.items = append(s.items, bridge.Item{Key: key, Data: data})
+}
