@@ -1,0 +1,296 @@
+package bridge
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/base32"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/pollbridge/pollbridge/bridge/store"
+)
+
+// metaHeldDeletes is the Meta key that remembers a mass deletion held back
+// by the previous poll, so that the next poll can confirm it.
+const metaHeldDeletes = "held_deletes"
+
+// metaFingerprintConfig is the Meta key that records which ignore list the
+// stored fingerprints were computed with.
+const metaFingerprintConfig = "fingerprint_config"
+
+// fingerprintConfig identifies an ignore list (order does not matter).
+func fingerprintConfig(ignore []string) string {
+	sorted := slices.Sorted(slices.Values(ignore))
+	h := sha256.New()
+	for _, p := range sorted {
+		h.Write([]byte(p))
+		h.Write([]byte{0})
+	}
+	return "v1:" + hex.EncodeToString(h.Sum(nil)[:8])
+}
+
+// DiffOptions says how to diff one source.
+type DiffOptions struct {
+	// Source names the source (it goes into events and event ids).
+	Source string
+	// Ignore lists the fields left out of change detection (see Fingerprint).
+	Ignore []string
+	// EmitInitial sends item.created for every item of the first poll
+	// instead of silently recording a baseline.
+	EmitInitial bool
+	// MaxDeleteRatio holds back a poll that would delete more than this
+	// share of the stored items, until the next poll shows the same
+	// deletions again. 0 or >= 1 disables the guard.
+	MaxDeleteRatio float64
+	// Now is the detection time stamped on events.
+	Now time.Time
+}
+
+// DiffResult is the outcome of a diff: the events and the store delta that
+// implies them. Commit.Deliveries is left for the caller to fill.
+type DiffResult struct {
+	// Events are the detected changes, creations and updates in snapshot
+	// order, then deletions in key order.
+	Events []Event
+	// Commit is the delta to store (Source, Generation, Upsert, Delete, Meta).
+	Commit store.Commit
+	// Baseline reports that this was the source's first poll.
+	Baseline bool
+	// Items counts the distinct items of the snapshot.
+	Items int
+	// HeldDeletes counts deletions held back by the mass-deletion guard.
+	HeldDeletes int
+	// Changed reports whether anything must be committed.
+	Changed bool
+}
+
+// Diff compares a complete snapshot of a source with its stored state. It is
+// a pure function: old is not modified. meta is the Meta to store with the
+// new state (the stored Meta updated with the fetch's validators).
+//
+// Items present in the snapshot but not in old are created; present in both
+// with another fingerprint are updated (with field-level changes); present in
+// old only are deleted. The first poll (old.Generation 0) records a baseline
+// and emits nothing unless opts.EmitInitial. A key seen twice in the snapshot
+// counts once (the last occurrence wins).
+func Diff(old store.State, items []Item, meta map[string]string, opts DiffOptions) (DiffResult, error) {
+	res := DiffResult{
+		Baseline: old.Generation == 0,
+		Commit: store.Commit{
+			Source:     opts.Source,
+			Generation: old.Generation,
+			Upsert:     map[string]store.Item{},
+		},
+	}
+	emitCreated := !res.Baseline || opts.EmitInitial
+
+	// Last occurrence of a key wins; order of first appearance is kept.
+	latest := make(map[string]json.RawMessage, len(items))
+	order := make([]string, 0, len(items))
+	for _, it := range items {
+		if _, seen := latest[it.Key]; !seen {
+			order = append(order, it.Key)
+		}
+		latest[it.Key] = it.Data
+	}
+	res.Items = len(order)
+
+	// Stored fingerprints were computed with the ignore list of their time;
+	// if it changed since, recompute them so that editing `ignore` does not
+	// turn every item into a false update.
+	cfgSig := fingerprintConfig(opts.Ignore)
+	rehash := !res.Baseline && old.Meta[metaFingerprintConfig] != cfgSig
+
+	for _, key := range order {
+		data := latest[key]
+		prev, existed := old.Items[key]
+		if existed && !rehash && bytes.Equal(prev.Data, data) {
+			continue // byte-identical to the stored version: same fingerprint
+		}
+		fp, cur, err := Fingerprint(data, opts.Ignore)
+		if err != nil {
+			return DiffResult{}, fmt.Errorf("item %q: %w", key, err)
+		}
+		if existed && rehash {
+			if prev.Fingerprint, _, err = Fingerprint(prev.Data, opts.Ignore); err != nil {
+				return DiffResult{}, fmt.Errorf("stored item %q: %w", key, err)
+			}
+			if prev.Fingerprint == fp && old.Items[key].Fingerprint != fp {
+				res.Commit.Upsert[key] = prev // same item, fingerprint under the new rules
+			}
+		}
+		switch {
+		case !existed:
+			res.Commit.Upsert[key] = store.Item{Fingerprint: fp, Data: data}
+			if emitCreated {
+				res.Events = append(res.Events, newEvent(opts, old.Generation, ItemCreated, key, "", fp, data, nil, nil))
+			}
+		case prev.Fingerprint != fp:
+			res.Commit.Upsert[key] = store.Item{Fingerprint: fp, Data: data}
+			_, before, err := Fingerprint(prev.Data, opts.Ignore)
+			if err != nil {
+				return DiffResult{}, fmt.Errorf("stored item %q: %w", key, err)
+			}
+			changes := Changes(before, cur)
+			res.Events = append(res.Events, newEvent(opts, old.Generation, ItemUpdated, key, prev.Fingerprint, fp, data, prev.Data, changes))
+		}
+	}
+
+	var gone []string
+	for key := range old.Items {
+		if _, ok := latest[key]; !ok {
+			gone = append(gone, key)
+		}
+	}
+	slices.Sort(gone)
+
+	newMeta := maps.Clone(meta)
+	if newMeta == nil {
+		newMeta = map[string]string{}
+	}
+	delete(newMeta, metaHeldDeletes)
+	newMeta[metaFingerprintConfig] = cfgSig
+	if len(gone) > 0 && massDeletion(len(gone), len(old.Items), opts.MaxDeleteRatio) {
+		sig := deletionSignature(gone)
+		if old.Meta[metaHeldDeletes] != sig {
+			// First sighting: hold back, remember, and wait for the next poll.
+			newMeta[metaHeldDeletes] = sig
+			res.HeldDeletes = len(gone)
+			gone = nil
+		}
+	}
+	for _, key := range gone {
+		prev := old.Items[key]
+		res.Commit.Delete = append(res.Commit.Delete, key)
+		res.Events = append(res.Events, newEvent(opts, old.Generation, ItemDeleted, key, prev.Fingerprint, "", nil, prev.Data, nil))
+	}
+
+	if !maps.Equal(newMeta, old.Meta) {
+		res.Commit.Meta = newMeta
+	}
+	res.Changed = res.Baseline || len(res.Commit.Upsert) > 0 || len(res.Commit.Delete) > 0 ||
+		res.Commit.Meta != nil || len(res.Events) > 0
+	return res, nil
+}
+
+// massDeletion reports whether deleting n of total items exceeds ratio.
+func massDeletion(n, total int, ratio float64) bool {
+	if ratio <= 0 || ratio >= 1 || total == 0 {
+		return false
+	}
+	return float64(n)/float64(total) > ratio
+}
+
+// deletionSignature identifies a set of deleted keys (sorted).
+func deletionSignature(keys []string) string {
+	h := sha256.New()
+	for _, k := range keys {
+		h.Write([]byte(k))
+		h.Write([]byte{0})
+	}
+	return strconv.Itoa(len(keys)) + ":" + hex.EncodeToString(h.Sum(nil)[:8])
+}
+
+// eventIDEncoding is lowercase base32 without padding: URL- and header-safe.
+var eventIDEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
+
+// EventID derives the stable id of a change from what identifies it: the
+// source, the item key, the event type, the fingerprints before and after,
+// and the generation of the state it was detected against. Re-detecting the
+// same change after a crash before commit gives the same id; the same
+// transition happening again later (A→B, B→A, A→B) gives a new one.
+func EventID(source, key, typ, oldFP, newFP string, generation uint64) string {
+	h := sha256.New()
+	for _, s := range []string{source, key, typ, oldFP, newFP, strconv.FormatUint(generation, 10)} {
+		h.Write([]byte(s))
+		h.Write([]byte{0})
+	}
+	return "msg_" + eventIDEncoding.EncodeToString(h.Sum(nil)[:20])
+}
+
+func newEvent(opts DiffOptions, gen uint64, typ, key, oldFP, newFP string, item, prev json.RawMessage, changes []Change) Event {
+	return Event{
+		ID:       EventID(opts.Source, key, typ, oldFP, newFP, gen),
+		Type:     typ,
+		Time:     opts.Now.UTC(),
+		Source:   opts.Source,
+		Key:      key,
+		Item:     item,
+		Previous: prev,
+		Changes:  changes,
+	}
+}
+
+// Changes lists the field-level differences from before to after, two
+// decoded JSON values, as JSON Pointer paths. Objects are compared field by
+// field; arrays of equal length element by element; arrays of different
+// length, and values of different kinds, are replaced whole.
+func Changes(before, after any) []Change {
+	var out []Change
+	collectChanges(&out, "", before, after)
+	return out
+}
+
+func collectChanges(out *[]Change, path string, before, after any) {
+	switch b := before.(type) {
+	case map[string]any:
+		a, ok := after.(map[string]any)
+		if !ok {
+			break
+		}
+		keys := slices.Sorted(maps.Keys(b))
+		for k := range a {
+			if _, ok := b[k]; !ok {
+				keys = append(keys, k)
+			}
+		}
+		slices.Sort(keys)
+		for _, k := range keys {
+			p := path + "/" + escapePointer(k)
+			bv, inB := b[k]
+			av, inA := a[k]
+			switch {
+			case !inB:
+				*out = append(*out, Change{Op: "add", Path: p, New: mustJSON(av)})
+			case !inA:
+				*out = append(*out, Change{Op: "remove", Path: p, Old: mustJSON(bv)})
+			default:
+				collectChanges(out, p, bv, av)
+			}
+		}
+		return
+	case []any:
+		a, ok := after.([]any)
+		if !ok || len(a) != len(b) {
+			break
+		}
+		for i := range b {
+			collectChanges(out, path+"/"+strconv.Itoa(i), b[i], a[i])
+		}
+		return
+	}
+	if !reflect.DeepEqual(before, after) {
+		*out = append(*out, Change{Op: "replace", Path: path, Old: mustJSON(before), New: mustJSON(after)})
+	}
+}
+
+// escapePointer escapes a JSON Pointer reference token (RFC 6901).
+func escapePointer(s string) string {
+	return strings.NewReplacer("~", "~0", "/", "~1").Replace(s)
+}
+
+// mustJSON encodes a value that came from decodeJSON; that cannot fail.
+func mustJSON(v any) json.RawMessage {
+	b, err := canonicalJSON(v)
+	if err != nil {
+		return json.RawMessage("null")
+	}
+	return b
+}

@@ -1,0 +1,202 @@
+package bridge
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/pollbridge/pollbridge/bridge/config"
+	"github.com/pollbridge/pollbridge/bridge/store"
+)
+
+// storeOpTimeout bounds one store call made on behalf of a finished
+// delivery; it is independent of shutdown so that acks still land.
+const storeOpTimeout = 10 * time.Second
+
+// dispatcher delivers the outbox of one sink. Each sink has its own, so a
+// slow or dead receiver never delays another.
+type dispatcher struct {
+	cfg   config.Sink
+	sink  Sink
+	store store.Store
+	log   *slog.Logger
+	idle  time.Duration // how long to wait before re-checking an empty outbox
+	wake  chan struct{} // a commit added deliveries for this sink
+
+	mu      sync.Mutex
+	lastErr string // last store error logged, to log repeats quietly
+}
+
+// notify wakes the dispatcher without blocking.
+func (d *dispatcher) notify() {
+	select {
+	case d.wake <- struct{}{}:
+	default:
+	}
+}
+
+// lease is how long a claimed delivery stays hidden from other claims: long
+// enough for an attempt to finish and be recorded.
+func (d *dispatcher) lease() time.Duration { return 2*d.cfg.Timeout + 30*time.Second }
+
+// run claims and delivers until ctx ends, then waits for the deliveries in
+// flight. Those run under sendCtx, which ends only when the shutdown grace
+// period is over.
+func (d *dispatcher) run(ctx, sendCtx context.Context) {
+	slots := make(chan struct{}, max(d.cfg.Concurrency, 1))
+	var inflight sync.WaitGroup
+	defer inflight.Wait()
+	for {
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		// Only this loop takes slots, so the free ones stay free.
+		free := 1 + cap(slots) - len(slots)
+		batch, err := d.store.Claim(ctx, d.cfg.Name, time.Now(), free, d.lease())
+		d.reportStoreErr(err)
+		if err != nil || len(batch) == 0 {
+			<-slots
+			if !d.waitForWork(ctx) {
+				return
+			}
+			continue
+		}
+		for i, dl := range batch {
+			if i > 0 {
+				slots <- struct{}{}
+			}
+			inflight.Go(func() {
+				defer func() { <-slots }()
+				d.deliver(sendCtx, dl)
+			})
+		}
+	}
+}
+
+// waitForWork waits for a wake-up or the idle interval; false when ctx ends.
+func (d *dispatcher) waitForWork(ctx context.Context) bool {
+	t := time.NewTimer(d.idle)
+	defer t.Stop()
+	select {
+	case <-d.wake:
+	case <-t.C:
+	case <-ctx.Done():
+		return false
+	}
+	return true
+}
+
+// deliver makes one attempt and records its outcome: ack on success, a
+// scheduled retry on a retryable failure, a dead letter otherwise.
+func (d *dispatcher) deliver(ctx context.Context, dl store.Delivery) {
+	log := d.log.With("event_id", dl.EventID, "source", dl.Source, "key", dl.Key, "attempt", dl.Attempts+1)
+	var ev Event
+	if err := json.Unmarshal(dl.Payload, &ev); err != nil {
+		dl.Attempts++
+		dl.LastError = fmt.Sprintf("decode stored event: %v", err)
+		d.record(log, "bury", func(c context.Context) error { return d.store.Bury(c, dl) })
+		log.Error("dead-lettered an unreadable event", "err", err)
+		return
+	}
+	sendErr := d.sink.Send(ctx, &ev)
+	if sendErr != nil && ctx.Err() != nil {
+		// Shutdown cut the attempt short: it does not count. The claim
+		// expires and the delivery is retried (after restart, at once).
+		log.Info("delivery interrupted by shutdown; it stays in the outbox")
+		return
+	}
+	if sendErr == nil {
+		d.record(log, "ack", func(c context.Context) error { return d.store.Ack(c, dl) })
+		log.Debug("delivered")
+		return
+	}
+
+	dl.Attempts++
+	dl.LastError = sendErr.Error()
+	now := time.Now()
+	switch {
+	case IsPermanent(sendErr):
+		d.record(log, "bury", func(c context.Context) error { return d.store.Bury(c, dl) })
+		log.Warn("delivery failed permanently; moved to dead letters", "err", sendErr)
+	case d.exhausted(dl, now):
+		d.record(log, "bury", func(c context.Context) error { return d.store.Bury(c, dl) })
+		log.Warn("delivery retries exhausted; moved to dead letters", "err", sendErr, "attempts", dl.Attempts)
+	default:
+		wait := d.backoff(dl.Attempts, sendErr)
+		d.record(log, "retry", func(c context.Context) error { return d.store.Retry(c, dl, now.Add(wait)) })
+		log.Info("delivery failed; will retry", "err", sendErr, "retry_in", wait.Round(time.Millisecond))
+	}
+}
+
+// exhausted reports whether a failed delivery has used up its retries.
+func (d *dispatcher) exhausted(dl store.Delivery, now time.Time) bool {
+	r := d.cfg.Retry
+	if r.MaxAttempts > 0 && dl.Attempts >= r.MaxAttempts {
+		return true
+	}
+	return r.MaxAge > 0 && now.Sub(dl.Created) >= r.MaxAge
+}
+
+// backoff is the wait before attempt n+1 after n failures: exponential from
+// InitialBackoff, capped at MaxBackoff, with ±20% jitter, and never shorter
+// than a Retry-After the receiver sent.
+func (d *dispatcher) backoff(failures int, err error) time.Duration {
+	return retryDelay(d.cfg.Retry, failures, err, rand.Float64())
+}
+
+// retryDelay computes the backoff; r01 is a random number in [0, 1).
+func retryDelay(r config.Retry, failures int, err error, r01 float64) time.Duration {
+	wait := r.InitialBackoff
+	for i := 1; i < failures && wait < r.MaxBackoff; i++ {
+		wait *= 2
+	}
+	wait = min(wait, r.MaxBackoff)
+	wait = time.Duration(float64(wait) * (0.8 + 0.4*r01))
+	var de *DeliveryError
+	if errors.As(err, &de) && de.RetryAfter > wait {
+		wait = de.RetryAfter
+	}
+	return wait
+}
+
+// record runs a store call for a finished attempt. If it fails the delivery
+// keeps its claim, which expires, so the event is attempted again: at least
+// once, never lost.
+func (d *dispatcher) record(log *slog.Logger, what string, op func(context.Context) error) {
+	ctx, cancel := context.WithTimeout(context.Background(), storeOpTimeout)
+	defer cancel()
+	switch err := op(ctx); {
+	case err == nil:
+	case errors.Is(err, store.ErrNotFound):
+		// The lease ran out mid-attempt and another worker took over.
+		log.Info("delivery outcome already recorded by another worker", "op", what)
+	default:
+		log.Error("could not record delivery outcome; it will be attempted again", "op", what, "err", err)
+	}
+}
+
+// reportStoreErr logs claim errors, repeats quietly.
+func (d *dispatcher) reportStoreErr(err error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	switch {
+	case err == nil:
+		if d.lastErr != "" {
+			d.log.Info("outbox reachable again")
+			d.lastErr = ""
+		}
+	case errors.Is(err, context.Canceled):
+	case err.Error() == d.lastErr:
+		d.log.Debug("claim failed again", "err", err)
+	default:
+		d.lastErr = err.Error()
+		d.log.Error("claim deliveries; dispatch paused", "err", err)
+	}
+}

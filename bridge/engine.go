@@ -1,0 +1,164 @@
+package bridge
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/robfig/cron/v3"
+
+	"github.com/pollbridge/pollbridge/bridge/config"
+	"github.com/pollbridge/pollbridge/bridge/store"
+)
+
+// Options tunes an Engine; the zero value is fine for production.
+type Options struct {
+	// Logger receives the engine's logs. Default slog.Default().
+	Logger *slog.Logger
+	// IdleWait is how long an idle dispatcher waits before it looks at the
+	// outbox again (new commits wake it at once). Default 1s.
+	IdleWait time.Duration
+}
+
+// Engine runs the sources and sinks of one configuration against a store.
+type Engine struct {
+	cfg         *config.Config
+	store       store.Store
+	log         *slog.Logger
+	pollers     map[string]*poller
+	dispatchers map[string]*dispatcher
+}
+
+// New builds an engine. sources and sinks hold one implementation for every
+// source and sink named in cfg; the store stays owned by the caller.
+func New(cfg *config.Config, st store.Store, sources map[string]Source, sinks map[string]Sink, opts Options) (*Engine, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.IdleWait <= 0 {
+		opts.IdleWait = time.Second
+	}
+	e := &Engine{
+		cfg:         cfg,
+		store:       st,
+		log:         opts.Logger,
+		pollers:     map[string]*poller{},
+		dispatchers: map[string]*dispatcher{},
+	}
+	for _, sc := range cfg.Sinks {
+		sink, ok := sinks[sc.Name]
+		if !ok {
+			return nil, fmt.Errorf("sink %q has no implementation", sc.Name)
+		}
+		e.dispatchers[sc.Name] = &dispatcher{
+			cfg:   sc,
+			sink:  sink,
+			store: st,
+			log:   opts.Logger.With("sink", sc.Name),
+			idle:  opts.IdleWait,
+			wake:  make(chan struct{}, 1),
+		}
+	}
+	for _, sc := range cfg.Sources {
+		src, ok := sources[sc.Name]
+		if !ok {
+			return nil, fmt.Errorf("source %q has no implementation", sc.Name)
+		}
+		if _, err := sourceSchedule(sc.Name, sc.Schedule); err != nil {
+			return nil, fmt.Errorf("source %q: %w", sc.Name, err)
+		}
+		for _, name := range sc.Sinks {
+			if _, ok := e.dispatchers[name]; !ok {
+				return nil, fmt.Errorf("source %q: unknown sink %q", sc.Name, name)
+			}
+		}
+		e.pollers[sc.Name] = &poller{
+			cfg:    sc,
+			source: src,
+			store:  st,
+			log:    opts.Logger.With("source", sc.Name),
+			notify: e.notify,
+		}
+	}
+	return e, nil
+}
+
+// notify wakes the dispatchers of the named sinks.
+func (e *Engine) notify(sinks []string) {
+	for _, name := range sinks {
+		if d, ok := e.dispatchers[name]; ok {
+			d.notify()
+		}
+	}
+}
+
+// Poll polls one source now, as a scheduled tick would, and commits. It
+// returns ErrPollRunning if that source's previous poll is still running.
+func (e *Engine) Poll(ctx context.Context, source string) (PollResult, error) {
+	p, ok := e.pollers[source]
+	if !ok {
+		return PollResult{}, fmt.Errorf("unknown source %q", source)
+	}
+	return p.poll(ctx)
+}
+
+// Run schedules every source and dispatches every sink until ctx ends. Then
+// it stops scheduling, lets in-flight polls and deliveries finish for up to
+// the configured shutdown timeout, cancels what is still running, and
+// returns. Run does not close the store.
+func (e *Engine) Run(ctx context.Context) error {
+	// pollCtx and sendCtx end only when the grace period is over.
+	pollCtx, cancelPolls := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelPolls()
+	sendCtx, cancelSends := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelSends()
+
+	var dispatching sync.WaitGroup
+	for _, d := range e.dispatchers {
+		dispatching.Go(func() { d.run(ctx, sendCtx) })
+	}
+
+	logger := cronLogger{e.log}
+	c := cron.New(cron.WithLogger(logger), cron.WithChain(cron.Recover(logger)))
+	for _, sc := range e.cfg.Sources {
+		sched, err := sourceSchedule(sc.Name, sc.Schedule)
+		if err != nil {
+			return err // New checked it already
+		}
+		p := e.pollers[sc.Name]
+		c.Schedule(sched, cron.FuncJob(func() {
+			if _, err := p.poll(pollCtx); err == ErrPollRunning {
+				p.log.Warn("tick skipped: previous poll still running")
+			}
+		}))
+		p.log.Info("scheduled", "schedule", sc.Schedule, "first_poll", sched.Next(time.Now()).Format(time.RFC3339))
+	}
+	c.Start()
+	e.log.Info("pollbridge running", "sources", len(e.pollers), "sinks", len(e.dispatchers))
+
+	<-ctx.Done()
+	grace := e.cfg.ShutdownTimeout
+	e.log.Info("shutting down; finishing in-flight polls and deliveries", "timeout", grace)
+	deadline := time.NewTimer(grace)
+	defer deadline.Stop()
+
+	polls := c.Stop().Done()
+	sends := make(chan struct{})
+	go func() { dispatching.Wait(); close(sends) }()
+	for polls != nil || sends != nil {
+		select {
+		case <-polls:
+			polls = nil
+		case <-sends:
+			sends = nil
+		case <-deadline.C:
+			e.log.Warn("shutdown timeout reached; cancelling what is still running (its events stay in the outbox)")
+			cancelPolls()
+			cancelSends()
+		}
+	}
+	e.log.Info("stopped")
+	return nil
+}

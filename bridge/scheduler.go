@@ -1,0 +1,86 @@
+package bridge
+
+import (
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"time"
+
+	"github.com/robfig/cron/v3"
+)
+
+// scheduleParser accepts 5-field cron lines and descriptors (@every 10s,
+// @hourly, ...), the same syntax config validation accepts.
+var scheduleParser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
+
+// maxCronSpread caps the offset added to cron-line schedules, so that a
+// "0 9 * * *" source still polls within a minute of 9:00.
+const maxCronSpread = time.Minute
+
+// sourceSchedule parses spec and spreads it by a stable per-source offset:
+//
+//   - "@every D" fires on the wall-clock grid of D shifted by
+//     hash(name) mod D, so sources with the same interval are spread over it
+//     and every replica computes the same tick times;
+//   - a cron line fires at its times shifted by hash(name) mod
+//     min(interval, 1m).
+func sourceSchedule(name, spec string) (cron.Schedule, error) {
+	s, err := scheduleParser.Parse(spec)
+	if err != nil {
+		return nil, fmt.Errorf("parse schedule %q: %w", spec, err)
+	}
+	if every, ok := s.(cron.ConstantDelaySchedule); ok {
+		return gridSchedule{every: every.Delay, offset: stableOffset(name, every.Delay)}, nil
+	}
+	now := time.Now()
+	first := s.Next(now)
+	interval := s.Next(first).Sub(first)
+	return offsetSchedule{inner: s, offset: stableOffset(name, min(interval, maxCronSpread))}, nil
+}
+
+// stableOffset maps name to a duration in [0, span), whole seconds.
+func stableOffset(name string, span time.Duration) time.Duration {
+	secs := int64(span / time.Second)
+	if secs <= 1 {
+		return 0
+	}
+	h := fnv.New64a()
+	h.Write([]byte(name))
+	return time.Duration(h.Sum64()%uint64(secs)) * time.Second
+}
+
+// gridSchedule fires every `every`, at times t with (t - offset) a multiple
+// of every (counted from Go's zero time, so the grid is the same in every process).
+type gridSchedule struct {
+	every, offset time.Duration
+}
+
+// Next returns the first grid time strictly after t.
+func (g gridSchedule) Next(t time.Time) time.Time {
+	base := t.Add(-g.offset).Truncate(g.every)
+	next := base.Add(g.every + g.offset)
+	for !next.After(t) {
+		next = next.Add(g.every)
+	}
+	return next
+}
+
+// offsetSchedule shifts another schedule by a fixed offset.
+type offsetSchedule struct {
+	inner  cron.Schedule
+	offset time.Duration
+}
+
+// Next returns the inner schedule's next time after t, shifted.
+func (o offsetSchedule) Next(t time.Time) time.Time {
+	return o.inner.Next(t.Add(-o.offset)).Add(o.offset)
+}
+
+// cronLogger routes robfig/cron's logs to slog.
+type cronLogger struct{ log *slog.Logger }
+
+func (l cronLogger) Info(msg string, kv ...any) { l.log.Debug("cron: "+msg, kv...) }
+
+func (l cronLogger) Error(err error, msg string, kv ...any) {
+	l.log.Error("cron: "+msg, append(kv, "err", err)...)
+}

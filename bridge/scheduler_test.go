@@ -1,0 +1,89 @@
+package bridge
+
+import (
+	"github.com/pollbridge/pollbridge/bridge/config"
+	"testing"
+	"time"
+)
+
+func TestSourceScheduleSpreadsSources(t *testing.T) {
+	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	firsts := map[time.Time]bool{}
+	for _, name := range []string{"a", "b", "c", "d", "e", "f", "g", "h"} {
+		s, err := sourceSchedule(name, "@every 1m")
+		if err != nil {
+			t.Fatal(err)
+		}
+		next := s.Next(now)
+		if !next.After(now) || next.Sub(now) > time.Minute {
+			t.Errorf("%s: next %v not within one interval of %v", name, next, now)
+		}
+		if again := s.Next(next); again.Sub(next) != time.Minute {
+			t.Errorf("%s: interval %v, want 1m", name, again.Sub(next))
+		}
+		if other, _ := sourceSchedule(name, "@every 1m"); other.Next(now) != next {
+			t.Errorf("%s: offset is not stable", name)
+		}
+		firsts[next] = true
+	}
+	if len(firsts) < 4 {
+		t.Errorf("8 sources share only %d first tick times: not spread", len(firsts))
+	}
+}
+
+func TestSourceScheduleCronLine(t *testing.T) {
+	now := time.Date(2026, 11, 27, 8, 59, 0, 0, time.Local)
+	s, err := sourceSchedule("orders", "0 9 * * *")
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := s.Next(now)
+	nine := time.Date(2026, 11, 27, 9, 0, 0, 0, time.Local)
+	if next.Before(nine) || next.Sub(nine) >= maxCronSpread {
+		t.Errorf("next = %v, want within a minute after 9:00", next)
+	}
+	if _, err := sourceSchedule("x", "61 * * * *"); err == nil {
+		t.Error("bad cron line accepted")
+	}
+}
+
+func TestGridScheduleNextIsStrictlyLater(t *testing.T) {
+	g := gridSchedule{every: 10 * time.Second, offset: 3 * time.Second}
+	t0 := time.Date(2026, 1, 1, 0, 0, 13, 0, time.UTC) // exactly on the grid
+	if got := g.Next(t0); !got.Equal(t0.Add(10 * time.Second)) {
+		t.Errorf("Next(on grid) = %v, want %v", got, t0.Add(10*time.Second))
+	}
+	if got := g.Next(t0.Add(-time.Nanosecond)); !got.Equal(t0) {
+		t.Errorf("Next(just before) = %v, want %v", got, t0)
+	}
+}
+
+func TestRetryDelay(t *testing.T) {
+	r := struct{ initial, max time.Duration }{time.Second, 8 * time.Second}
+	cfg := retryCfg(r.initial, r.max)
+	tests := []struct {
+		failures int
+		err      error
+		r01      float64
+		want     time.Duration
+	}{
+		{1, nil, 0.5, time.Second},
+		{2, nil, 0.5, 2 * time.Second},
+		{4, nil, 0.5, 8 * time.Second},
+		{10, nil, 0.5, 8 * time.Second},                                // capped
+		{1, nil, 0, 800 * time.Millisecond},                            // -20% jitter
+		{1, nil, 0.999999, 1200 * time.Millisecond},                    // +20% jitter
+		{1, &DeliveryError{RetryAfter: time.Minute}, 0.5, time.Minute}, // Retry-After wins
+		{4, &DeliveryError{RetryAfter: time.Second}, 0.5, 8 * time.Second},
+	}
+	for _, tt := range tests {
+		got := retryDelay(cfg, tt.failures, tt.err, tt.r01)
+		if got.Round(time.Millisecond) != tt.want.Round(time.Millisecond) {
+			t.Errorf("retryDelay(%d, %v, %v) = %v, want %v", tt.failures, tt.err, tt.r01, got, tt.want)
+		}
+	}
+}
+
+func retryCfg(initial, max time.Duration) config.Retry {
+	return config.Retry{InitialBackoff: initial, MaxBackoff: max, MaxAge: time.Hour}
+}
