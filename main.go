@@ -1,0 +1,443 @@
+// Command pollbridge turns pull-only REST APIs into push notifications: it
+// polls the sources described in a YAML file on their schedules, diffs what
+// it finds against the stored state, and POSTs a signed webhook for every
+// item created, updated or deleted.
+//
+// Usage:
+//
+//	pollbridge run      [-c bridge.yaml]          run the daemon
+//	pollbridge validate [-c bridge.yaml]          check a configuration file
+//	pollbridge poll     [-c bridge.yaml] SOURCE   fetch once and show what would be sent
+//	pollbridge dlq list   [-c bridge.yaml] [-sink NAME]
+//	pollbridge dlq replay [-c bridge.yaml] [-sink NAME] (-all | ID...)
+//	pollbridge version
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/pollbridge/pollbridge/bridge"
+	"github.com/pollbridge/pollbridge/bridge/config"
+	"github.com/pollbridge/pollbridge/bridge/store"
+	"github.com/pollbridge/pollbridge/bridge/store/boltstore"
+	"github.com/pollbridge/pollbridge/sinks"
+	"github.com/pollbridge/pollbridge/sources"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// errUsage marks a command-line mistake (exit status 2).
+var errUsage = errors.New("usage")
+
+func main() {
+	err := runCLI(context.Background(), os.Args[1:], os.Stdout, os.Stderr)
+	switch {
+	case err == nil:
+	case errors.Is(err, flag.ErrHelp):
+	case errors.Is(err, errUsage):
+		os.Exit(2)
+	default:
+		// Configuration problems are printed as they are, one
+		// FILE:LINE: field: problem line each; anything else is one line.
+		var cfgErr *config.Errors
+		if errors.As(err, &cfgErr) {
+			fmt.Fprintln(os.Stderr, strings.TrimSpace(cfgErr.Error()))
+		} else {
+			fmt.Fprintln(os.Stderr, "pollbridge: "+oneLine(err.Error(), 2000))
+		}
+		os.Exit(1)
+	}
+}
+
+const topUsage = `pollbridge turns pull-only REST APIs into signed webhooks.
+
+Usage:
+  pollbridge run      [-c FILE]          run the daemon (default FILE: bridge.yaml)
+  pollbridge validate [-c FILE]          check a configuration file and exit
+  pollbridge poll     [-c FILE] SOURCE   fetch SOURCE once, print its items and the
+                                         events a diff would emit; commits nothing
+  pollbridge dlq list   [-c FILE] [-sink NAME]
+                                         list dead letters
+  pollbridge dlq replay [-c FILE] [-sink NAME] (-all | ID...)
+                                         put dead letters back in the outbox
+  pollbridge version                     print the version
+
+Run 'pollbridge COMMAND -h' for a command's flags.
+`
+
+// runCLI runs one command line. Errors it returns are printed by main; usage
+// errors are printed here and returned wrapped in errUsage.
+func runCLI(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, topUsage)
+		return errUsage
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "run":
+		return cmdRun(ctx, rest, stderr)
+	case "validate":
+		return cmdValidate(rest, stdout, stderr)
+	case "poll":
+		return cmdPoll(ctx, rest, stdout, stderr)
+	case "dlq":
+		return cmdDLQ(ctx, rest, stdout, stderr)
+	case "version":
+		fmt.Fprintln(stdout, versionString())
+		return nil
+	case "-h", "-help", "--help", "help":
+		fmt.Fprint(stdout, topUsage)
+		return nil
+	default:
+		fmt.Fprintf(stderr, "pollbridge: unknown command %q\n\n%s", cmd, topUsage)
+		return errUsage
+	}
+}
+
+// newFlags makes a FlagSet for a subcommand with its help text.
+func newFlags(name, synopsis, help string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: pollbridge %s\n\n%s\n\nFlags:\n", synopsis, help)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parseFlags parses args, mapping flag errors to errUsage.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return errUsage
+	}
+	return nil
+}
+
+// configFlag adds the -c flag every config-reading command has.
+func configFlag(fs *flag.FlagSet) *string {
+	return fs.String("c", "bridge.yaml", "configuration `FILE`")
+}
+
+// loadConfig loads and validates the configuration with the process
+// environment. Its error lists every problem, one FILE:LINE: line each.
+func loadConfig(path string) (*config.Config, error) {
+	return config.Load(path, os.LookupEnv)
+}
+
+func cmdValidate(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("validate", "validate [-c FILE]",
+		"Checks a configuration file: YAML syntax, unknown keys, environment variables,\n"+
+			"names, schedules, URLs, gjson paths. Prints every problem as FILE:LINE: field: what\n"+
+			"is wrong, and exits non-zero if there is any. Nothing is fetched or started.", stderr)
+	path := configFlag(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "pollbridge validate: unexpected argument %q\n", fs.Arg(0))
+		return errUsage
+	}
+	cfg, err := loadConfig(*path)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s: ok (%d sources, %d sinks)\n", cfg.Path, len(cfg.Sources), len(cfg.Sinks))
+	return nil
+}
+
+func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := newFlags("run", "run [-c FILE]",
+		"Runs the daemon: polls every source on its schedule, commits changes and their\n"+
+			"events to the state file, and delivers the events to the sinks. SIGINT or SIGTERM\n"+
+			"stops scheduling, lets in-flight polls and deliveries finish (up to\n"+
+			"shutdown_timeout), and closes the state file. Undelivered events stay in the\n"+
+			"outbox and are delivered after the next start.", stderr)
+	path := configFlag(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "pollbridge run: unexpected argument %q\n", fs.Arg(0))
+		return errUsage
+	}
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	cfg, err := loadConfig(*path)
+	if err != nil {
+		return err
+	}
+	logger := newLogger(cfg.Log, stderr)
+
+	srcs := map[string]bridge.Source{}
+	for _, sc := range cfg.Sources {
+		s, err := sources.New(sc, nil)
+		if err != nil {
+			return fmt.Errorf("source %s: %w", sc.Name, err)
+		}
+		srcs[sc.Name] = s
+	}
+	snks := map[string]bridge.Sink{}
+	for _, sc := range cfg.Sinks {
+		s, err := sinks.New(sc, nil)
+		if err != nil {
+			return fmt.Errorf("sink %s: %w", sc.Name, err)
+		}
+		snks[sc.Name] = s
+	}
+	st, err := boltstore.Open(cfg.State.Path, boltstore.Options{})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	eng, err := bridge.New(cfg, st, srcs, snks, bridge.Options{Logger: logger})
+	if err != nil {
+		return err
+	}
+	go func() {
+		<-ctx.Done()
+		stop() // a second signal kills the process at once
+	}()
+	logger.Info("state", "backend", "bolt", "path", cfg.State.Path)
+	return eng.Run(ctx)
+}
+
+// newLogger builds the slog logger the configuration asks for.
+func newLogger(lc config.Log, w io.Writer) *slog.Logger {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(lc.Level)); err != nil {
+		level = slog.LevelInfo
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	if lc.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// openState opens the state file for a CLI command. A missing file is an
+// empty state for read-only commands (nil store, no error).
+func openState(cfg *config.Config, readOnly bool) (store.Store, error) {
+	if readOnly {
+		if _, err := os.Stat(cfg.State.Path); errors.Is(err, fs.ErrNotExist) {
+			return nil, nil
+		}
+	}
+	st, err := boltstore.Open(cfg.State.Path, boltstore.Options{ReadOnly: readOnly})
+	if err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+func cmdPoll(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("poll", "poll [-c FILE] SOURCE",
+		"Fetches SOURCE once, prints the items it found and the webhooks a diff against\n"+
+			"the stored state would send. Commits nothing and sends nothing: use it to debug a\n"+
+			"source definition. The state file is read if it exists (a running daemon holds\n"+
+			"it locked: stop it first, or point -c at a copy).", stderr)
+	path := configFlag(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		fmt.Fprintln(stderr, "pollbridge poll: name exactly one SOURCE")
+		fs.Usage()
+		return errUsage
+	}
+	cfg, err := loadConfig(*path)
+	if err != nil {
+		return err
+	}
+	name := fs.Arg(0)
+	sc, ok := cfg.Source(name)
+	if !ok {
+		var names []string
+		for _, s := range cfg.Sources {
+			names = append(names, s.Name)
+		}
+		return fmt.Errorf("no source %q in %s (sources: %s)", name, cfg.Path, strings.Join(names, ", "))
+	}
+	src, err := sources.New(sc, nil)
+	if err != nil {
+		return fmt.Errorf("source %s: %w", name, err)
+	}
+	state := store.State{Items: map[string]store.Item{}, Meta: map[string]string{}}
+	st, err := openState(cfg, true)
+	if err != nil {
+		return err
+	}
+	if st != nil {
+		state, err = st.Load(ctx, name)
+		st.Close()
+		if err != nil {
+			return fmt.Errorf("load state of %s: %w", name, err)
+		}
+	}
+	snap, diff, err := bridge.DryRun(ctx, sc, src, state)
+	if err != nil {
+		return fmt.Errorf("source %s: %w", name, err)
+	}
+	fmt.Fprintf(stdout, "source %s: %s, %d page(s), %d item(s)\n", name, sc.URL, snap.Pages, len(snap.Items))
+	for _, it := range snap.Items {
+		fmt.Fprintf(stdout, "  %-12s %s\n", it.Key, it.Data)
+	}
+	switch {
+	case state.Generation == 0 && !sc.EmitInitial:
+		fmt.Fprintf(stdout, "\nno stored state yet: the first poll records these %d items as the baseline and sends nothing\n", diff.Items)
+		return nil
+	case state.Generation == 0:
+		fmt.Fprintln(stdout, "\nno stored state yet; emit_initial is set, so every item is sent as item.created")
+	default:
+		fmt.Fprintf(stdout, "\nstored state: %d item(s), generation %d\n", len(state.Items), state.Generation)
+	}
+	if diff.HeldDeletes > 0 {
+		fmt.Fprintf(stdout, "%d deletion(s) would be held back by max_delete_ratio until the next poll confirms them\n", diff.HeldDeletes)
+	}
+	fmt.Fprintf(stdout, "%d event(s) would be sent to %s (nothing committed):\n", len(diff.Events), strings.Join(sc.Sinks, ", "))
+	for i := range diff.Events {
+		body, err := sinks.Encode(&diff.Events[i])
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "  %s\n", body)
+	}
+	return nil
+}
+
+func cmdDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	const help = "Dead letters are events a sink refused for good (4xx) or that ran out of retries.\n" +
+		"They are kept in the state file until replayed. A running daemon holds the state\n" +
+		"file locked: stop it before using these commands."
+	if len(args) == 0 || (args[0] != "list" && args[0] != "replay") {
+		fmt.Fprintf(stderr, "Usage: pollbridge dlq list|replay [flags]\n\n%s\n", help)
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help") {
+			return flag.ErrHelp
+		}
+		return errUsage
+	}
+	sub, args := args[0], args[1:]
+	synopsis := "dlq list [-c FILE] [-sink NAME]"
+	if sub == "replay" {
+		synopsis = "dlq replay [-c FILE] [-sink NAME] (-all | ID...)"
+	}
+	fs := newFlags("dlq "+sub, synopsis, help, stderr)
+	path := configFlag(fs)
+	sink := fs.String("sink", "", "only dead letters of sink `NAME`")
+	all := false
+	if sub == "replay" {
+		fs.BoolVar(&all, "all", false, "replay every dead letter (of -sink, if given)")
+	}
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	cfg, err := loadConfig(*path)
+	if err != nil {
+		return err
+	}
+	if *sink != "" {
+		if _, ok := cfg.Sink(*sink); !ok {
+			return fmt.Errorf("no sink %q in %s", *sink, cfg.Path)
+		}
+	}
+	if sub == "list" {
+		if fs.NArg() > 0 {
+			fmt.Fprintf(stderr, "pollbridge dlq list: unexpected argument %q\n", fs.Arg(0))
+			return errUsage
+		}
+		st, err := openState(cfg, true)
+		if err != nil || st == nil {
+			if err == nil {
+				fmt.Fprintln(stdout, "no dead letters (no state file yet)")
+			}
+			return err
+		}
+		defer st.Close()
+		dead, err := st.Dead(ctx, *sink)
+		if err != nil {
+			return fmt.Errorf("list dead letters: %w", err)
+		}
+		return printDead(stdout, dead)
+	}
+	if all == (fs.NArg() > 0) {
+		fmt.Fprintln(stderr, "pollbridge dlq replay: give either -all or one or more IDs")
+		fs.Usage()
+		return errUsage
+	}
+	st, err := openState(cfg, false)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	var ids []string
+	if !all {
+		ids = fs.Args()
+	}
+	n, err := st.Replay(ctx, *sink, ids)
+	if err != nil {
+		return fmt.Errorf("replay: %w", err)
+	}
+	fmt.Fprintf(stdout, "replayed %d dead letter(s); pollbridge run delivers them\n", n)
+	return nil
+}
+
+// printDead prints dead letters as a table.
+func printDead(w io.Writer, dead []store.Delivery) error {
+	if len(dead) == 0 {
+		fmt.Fprintln(w, "no dead letters")
+		return nil
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tSINK\tEVENT\tITEM\tATTEMPTS\tDEAD SINCE\tLAST ERROR")
+	for _, d := range dead {
+		var ev bridge.Event
+		typ := "?"
+		if json.Unmarshal(d.Payload, &ev) == nil {
+			typ = ev.Type
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s/%s\t%d\t%s\t%s\n", d.ID, d.Sink, typ, d.Source, d.Key,
+			d.Attempts, d.Dead.Local().Format(time.DateTime), oneLine(d.LastError, 100))
+	}
+	return tw.Flush()
+}
+
+// oneLine squeezes s onto one line of at most n runes.
+func oneLine(s string, n int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if r := []rune(s); len(r) > n {
+		return string(r[:n-1]) + "…"
+	}
+	return s
+}
+
+// versionString describes this build.
+func versionString() string {
+	v := "pollbridge " + version
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		v += " (" + bi.GoVersion
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+				v += ", " + s.Value[:12]
+			}
+		}
+		v += ")"
+	}
+	return v
+}
