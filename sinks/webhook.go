@@ -13,8 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
+
+	"github.com/pollbridge/pollbridge/bridge/redact"
 
 	"github.com/pollbridge/pollbridge/bridge"
 	"github.com/pollbridge/pollbridge/bridge/config"
@@ -26,9 +26,6 @@ const DefaultTimeout = 10 * time.Second
 // maxDrain is how much of a receiver's answer is read (then discarded) so
 // the connection can be reused.
 const maxDrain = 64 << 10
-
-// snippetLen bounds the excerpt of a receiver's answer quoted in errors.
-const snippetLen = 200
 
 var _ bridge.Sink = (*Webhook)(nil)
 
@@ -131,7 +128,7 @@ func (w *Webhook) Send(ctx context.Context, ev *bridge.Event) error {
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.url, bytes.NewReader(body))
 	if err != nil {
-		return &bridge.DeliveryError{Permanent: true, Err: fmt.Errorf("build request: %w", unwrapURLError(err))}
+		return &bridge.DeliveryError{Permanent: true, Err: fmt.Errorf("build request: %w", redact.URLError(err))}
 	}
 	req.Header = w.headers.Clone()
 	now := w.now()
@@ -143,7 +140,7 @@ func (w *Webhook) Send(ctx context.Context, ev *bridge.Event) error {
 
 	resp, err := w.client.Do(req)
 	if err != nil {
-		err = unwrapURLError(err)
+		err = redact.URLError(err)
 		if context.Cause(ctx) == errSendTimeout {
 			return fmt.Errorf("POST %s: timed out after %s: %w", w.origin, w.timeout, err)
 		}
@@ -174,7 +171,7 @@ func (w *Webhook) classify(resp *http.Response, answer []byte, now time.Time) er
 	case code >= 400 && code <= 499:
 		de.Permanent = true
 	}
-	if s := printable(answer, w.secrets); s != "" {
+	if s := redact.Snippet(answer, w.secrets); s != "" {
 		de.Err = fmt.Errorf("%s: %q", text, s)
 	} else {
 		de.Err = errors.New(text)
@@ -204,49 +201,4 @@ func parseRetryAfter(v string, now time.Time) time.Duration {
 		}
 	}
 	return 0
-}
-
-// printable returns up to snippetLen bytes of text from b: printable runes
-// only, whitespace collapsed, every secret replaced by "[redacted]".
-func printable(b []byte, secrets []string) string {
-	if len(b) > 4096 {
-		b = b[:4096]
-	}
-	var sb strings.Builder
-	space := false
-	for _, r := range strings.ToValidUTF8(string(b), "") {
-		switch {
-		case r == ' ' || r == '\t' || r == '\n' || r == '\r':
-			space = true
-		case unicode.IsPrint(r) && r != utf8.RuneError:
-			if space && sb.Len() > 0 {
-				sb.WriteByte(' ')
-			}
-			space = false
-			sb.WriteRune(r)
-		}
-	}
-	t := sb.String()
-	for _, sec := range secrets {
-		if len(sec) >= 4 {
-			t = strings.ReplaceAll(t, sec, "[redacted]")
-		}
-	}
-	if len(t) > snippetLen {
-		cut := snippetLen
-		for cut > 0 && !utf8.RuneStart(t[cut]) {
-			cut--
-		}
-		t = t[:cut] + "…"
-	}
-	return t
-}
-
-// unwrapURLError drops the *url.Error wrapper, which quotes the full URL.
-func unwrapURLError(err error) error {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		return ue.Err
-	}
-	return err
 }

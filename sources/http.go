@@ -13,8 +13,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
+
+	"github.com/pollbridge/pollbridge/bridge/redact"
 
 	"github.com/pollbridge/pollbridge/bridge"
 	"github.com/pollbridge/pollbridge/bridge/config"
@@ -39,9 +39,6 @@ const (
 
 // userAgent is sent with every request unless the config overrides it.
 const userAgent = "pollbridge"
-
-// snippetLen bounds the body excerpt quoted in errors.
-const snippetLen = 200
 
 var _ bridge.Source = (*HTTP)(nil)
 
@@ -193,7 +190,7 @@ type pageResult struct {
 func (s *HTTP) fetchPage(ctx context.Context, u *url.URL, meta map[string]string, set *itemSet) (pageResult, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
-		return pageResult{}, fmt.Errorf("build request: %w", unwrapURLError(err))
+		return pageResult{}, fmt.Errorf("build request: %w", redact.URLError(err))
 	}
 	req.Header = s.headers.Clone()
 	if s.host != "" {
@@ -300,7 +297,7 @@ func (s *HTTP) requestError(ctx context.Context, u *url.URL, err error) error {
 	if errors.As(err, &tooLarge) {
 		return err
 	}
-	err = unwrapURLError(err)
+	err = redact.URLError(err)
 	if context.Cause(ctx) == errFetchTimeout {
 		return fmt.Errorf("GET %s: timed out after %s: %w", redactURL(u), s.timeout, err)
 	}
@@ -310,47 +307,11 @@ func (s *HTTP) requestError(ctx context.Context, u *url.URL, err error) error {
 // snippet returns ": \"<excerpt>\"" of body for errors, or "" when there is
 // nothing printable. Configured header values are scrubbed.
 func (s *HTTP) snippet(body []byte) string {
-	t := printable(body, s.secrets)
+	t := redact.Snippet(body, s.secrets)
 	if t == "" {
 		return ""
 	}
 	return fmt.Sprintf(": %q", t)
-}
-
-// printable returns up to snippetLen bytes of text from b: printable runes
-// only, whitespace collapsed, every secret replaced by "[redacted]".
-func printable(b []byte, secrets []string) string {
-	if len(b) > 4096 {
-		b = b[:4096]
-	}
-	var sb strings.Builder
-	space := false
-	for _, r := range strings.ToValidUTF8(string(b), "") {
-		switch {
-		case r == ' ' || r == '\t' || r == '\n' || r == '\r':
-			space = true
-		case unicode.IsPrint(r) && r != utf8.RuneError:
-			if space && sb.Len() > 0 {
-				sb.WriteByte(' ')
-			}
-			space = false
-			sb.WriteRune(r)
-		}
-	}
-	t := sb.String()
-	for _, sec := range secrets {
-		if len(sec) >= 4 {
-			t = strings.ReplaceAll(t, sec, "[redacted]")
-		}
-	}
-	if len(t) > snippetLen {
-		cut := snippetLen
-		for cut > 0 && !utf8.RuneStart(t[cut]) {
-			cut--
-		}
-		t = t[:cut] + "…"
-	}
-	return t
 }
 
 // statusText renders "500 Internal Server Error".
@@ -359,15 +320,6 @@ func statusText(resp *http.Response) string {
 		return fmt.Sprintf("%d %s", resp.StatusCode, t)
 	}
 	return fmt.Sprint(resp.StatusCode)
-}
-
-// unwrapURLError drops the *url.Error wrapper, which quotes the full URL.
-func unwrapURLError(err error) error {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		return ue.Err
-	}
-	return err
 }
 
 // redactURL renders u without user info, query or fragment.
