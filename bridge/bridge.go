@@ -74,7 +74,8 @@ type Snapshot struct {
 //
 // Fetch must return an error, and no snapshot, if it could not read every
 // item (a failed page, a bad body): a partial snapshot would turn into false
-// deletions. meta is the Meta stored after the previous fetch (never nil).
+// deletions. meta is the Meta stored after the previous fetch (never nil);
+// an empty meta asks for an unconditional fetch (no If-None-Match).
 type Source interface {
 	Fetch(ctx context.Context, meta map[string]string) (*Snapshot, error)
 }

@@ -71,7 +71,13 @@ func (p *poller) pollLocked(ctx context.Context) (PollResult, error) {
 	if err != nil {
 		return PollResult{}, fmt.Errorf("load state: %w", err)
 	}
-	snap, err := p.source.Fetch(ctx, state.Meta)
+	fetchMeta := state.Meta
+	if state.Meta[metaHeldDeletes] != "" {
+		// A held-back deletion is confirmed or dropped by the next full
+		// answer: a "304 Not Modified" would leave it held forever.
+		fetchMeta = map[string]string{}
+	}
+	snap, err := p.source.Fetch(ctx, fetchMeta)
 	if err != nil {
 		return PollResult{}, fmt.Errorf("fetch: %w", err)
 	}
