@@ -34,14 +34,29 @@ type Config struct {
 	Path string `yaml:"-"`
 }
 
-// State configures the state backend.
+// State configures the state backend: the embedded bbolt file (Path, the
+// default) or Redis (Redis set).
 type State struct {
+	// Redis, when set, keeps state, outbox and leases in Redis so that
+	// several replicas can share the work. The REDIS_URL environment
+	// variable selects Redis too when the file names no backend.
+	Redis *Redis `yaml:"redis"`
 	// Path is the embedded bbolt file. Default ./pollbridge.db. A relative
 	// path is relative to the process's working directory, not to the
 	// config file's directory, like any path given on a command line: the
 	// config can then be moved or mounted elsewhere (a ConfigMap) without
 	// moving the state.
 	Path string `yaml:"path"`
+}
+
+// Redis configures the Redis state backend.
+type Redis struct {
+	// URL is redis://[user:password@]host:port[/db] (rediss:// for TLS).
+	// Extra addresses as ?addr=host:port query parameters make it a Redis
+	// Cluster client.
+	URL string `yaml:"url"`
+	// Prefix starts every key pollbridge writes. Default "pollbridge:".
+	Prefix string `yaml:"prefix"`
 }
 
 // Log configures logging.

@@ -15,6 +15,7 @@ import (
 // Defaults applied to settings the file leaves out.
 const (
 	DefaultStatePath       = "./pollbridge.db"
+	DefaultRedisPrefix     = "pollbridge:"
 	DefaultLogLevel        = "info"
 	DefaultLogFormat       = "text"
 	DefaultShutdownTimeout = 15 * time.Second
@@ -46,7 +47,15 @@ var (
 
 // finish applies defaults to c and validates it, recording every problem.
 func (d *decoder) finish(c *Config) {
-	if c.State.Path == "" {
+	if r := c.State.Redis; r != nil {
+		if d.isSet("state.path") {
+			d.errAt("state.path", "set either state.path (embedded file) or state.redis, not both")
+		}
+		d.redisURL("state.redis.url", r.URL)
+		if r.Prefix == "" {
+			r.Prefix = DefaultRedisPrefix
+		}
+	} else if c.State.Path == "" {
 		c.State.Path = DefaultStatePath
 	}
 	if c.Log.Level == "" {
@@ -443,4 +452,33 @@ func oneOf(s string, set ...string) bool {
 func hasKey(m map[string]int, k string) bool {
 	_, ok := m[k]
 	return ok
+}
+
+// redisURL checks a Redis URL; the message never quotes it (it may hold a
+// password).
+func (d *decoder) redisURL(p, raw string) {
+	if raw == "" {
+		if !d.failed(p) {
+			d.errAt(p, "required: redis://host:port")
+		}
+		return
+	}
+	if err := CheckRedisURL(raw); err != nil {
+		d.errAt(p, "%v (the value is not shown)", err)
+	}
+}
+
+// CheckRedisURL reports what is wrong with a Redis URL, without quoting it.
+func CheckRedisURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return fmt.Errorf("not a URL")
+	}
+	if u.Scheme != "redis" && u.Scheme != "rediss" {
+		return fmt.Errorf("scheme must be redis or rediss")
+	}
+	if u.Host == "" {
+		return fmt.Errorf("no host")
+	}
+	return nil
 }

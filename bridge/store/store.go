@@ -138,6 +138,12 @@ type Store interface {
 	// Stats counts the outbox per sink at now.
 	Stats(ctx context.Context, now time.Time) (map[string]SinkStats, error)
 
+	// TryLease takes the lease called name for owner until ttl has passed,
+	// unless another owner holds it; an owner that holds it extends it. It
+	// reports whether owner holds the lease now. Replicas sharing a store
+	// use leases so that each tick of a source is polled by one of them.
+	TryLease(ctx context.Context, name, owner string, ttl time.Duration) (bool, error)
+
 	// Close releases the store. It does not wait for ctx-less work.
 	Close() error
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -56,6 +57,17 @@ type Options struct {
 type Store struct {
 	db   *bolt.DB
 	path string
+
+	// Leases live in memory: bbolt's file lock admits one process, so
+	// they only ever coordinate goroutines of this one.
+	leaseMu sync.Mutex
+	leases  map[string]lease
+}
+
+// lease is one held lease.
+type lease struct {
+	owner string
+	until time.Time
 }
 
 var _ store.Store = (*Store)(nil)
@@ -81,7 +93,7 @@ func Open(path string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open state file %s: %w", path, err)
 	}
-	s := &Store{db: db, path: path}
+	s := &Store{db: db, path: path, leases: map[string]lease{}}
 	if opts.ReadOnly {
 		err = db.View(checkSchema)
 	} else {
@@ -92,6 +104,29 @@ func Open(path string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("open state file %s: %w", path, err)
 	}
 	return s, nil
+}
+
+// TryLease implements store.Store. Leases are kept in memory (see Store).
+func (s *Store) TryLease(ctx context.Context, name, owner string, ttl time.Duration) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	if name == "" || owner == "" || ttl <= 0 {
+		return false, errors.New("try lease: name, owner and a positive ttl are required")
+	}
+	s.leaseMu.Lock()
+	defer s.leaseMu.Unlock()
+	now := time.Now()
+	if l, ok := s.leases[name]; ok && l.owner != owner && now.Before(l.until) {
+		return false, nil
+	}
+	for n, l := range s.leases { // drop expired leases so the map stays small
+		if !now.Before(l.until) {
+			delete(s.leases, n)
+		}
+	}
+	s.leases[name] = lease{owner: owner, until: now.Add(ttl)}
+	return true, nil
 }
 
 // Path returns the path of the state file.
