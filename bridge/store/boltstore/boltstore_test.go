@@ -208,7 +208,11 @@ func TestMain(m *testing.M) {
 			os.Exit(1)
 		}
 		fmt.Println("ready")
-		select {}
+		// Not select{}: with no other goroutine the runtime would report a
+		// deadlock and exit, releasing the lock.
+		for {
+			time.Sleep(time.Hour)
+		}
 	}
 	os.Exit(m.Run())
 }
