@@ -2,7 +2,11 @@ package bridge
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"math/rand/v2"
+	"os"
+	"strconv"
 	"log/slog"
 	"sync"
 	"time"
@@ -20,10 +24,14 @@ type Options struct {
 	// IdleWait is how long an idle dispatcher waits before it looks at the
 	// outbox again (new commits wake it at once). Default 1s.
 	IdleWait time.Duration
+	// ReplicaID names this process in poll leases. Default: host name,
+	// process id and a random suffix.
+	ReplicaID string
 }
 
 // Engine runs the sources and sinks of one configuration against a store.
 type Engine struct {
+	replica     string
 	cfg         *config.Config
 	store       store.Store
 	log         *slog.Logger
@@ -40,7 +48,11 @@ func New(cfg *config.Config, st store.Store, sources map[string]Source, sinks ma
 	if opts.IdleWait <= 0 {
 		opts.IdleWait = time.Second
 	}
+	if opts.ReplicaID == "" {
+		opts.ReplicaID = defaultReplicaID()
+	}
 	e := &Engine{
+		replica:     opts.ReplicaID,
 		cfg:         cfg,
 		store:       st,
 		log:         opts.Logger,
@@ -128,11 +140,8 @@ func (e *Engine) Run(ctx context.Context) error {
 			return err // New checked it already
 		}
 		p := e.pollers[sc.Name]
-		c.Schedule(sched, cron.FuncJob(func() {
-			if _, err := p.poll(pollCtx); err == ErrPollRunning {
-				p.log.Warn("tick skipped: previous poll still running")
-			}
-		}))
+		t := &ticker{engine: e, poller: p, sched: sched, interval: scheduleInterval(sched, time.Now())}
+		c.Schedule(sched, cron.FuncJob(func() { t.tick(pollCtx) }))
 		p.log.Info("scheduled", "schedule", sc.Schedule, "first_poll", sched.Next(time.Now()).Format(time.RFC3339))
 	}
 	c.Start()
@@ -161,4 +170,67 @@ func (e *Engine) Run(ctx context.Context) error {
 	}
 	e.log.Info("stopped")
 	return nil
+}
+
+// ticker runs the scheduled ticks of one source.
+type ticker struct {
+	engine   *Engine
+	poller   *poller
+	sched    cron.Schedule
+	interval time.Duration
+
+	mu      sync.Mutex
+	lastErr string // last lease error logged
+}
+
+// tick polls the source if this replica wins the tick's lease. Every replica
+// fires the same ticks (schedules are on a shared grid); the lease, named
+// after the source and the tick's scheduled time, lets exactly one of them
+// poll. A replica that dies holds no lease for the next tick, so the others
+// carry on within one interval.
+func (t *ticker) tick(ctx context.Context) {
+	now := time.Now()
+	// The scheduled time nearest to now: replicas agree on it as long as
+	// their clocks are within half an interval of each other.
+	at := t.sched.Next(now.Add(-t.interval / 2))
+	name := "poll:" + t.poller.cfg.Name + ":" + strconv.FormatInt(at.Unix(), 10)
+	ok, err := t.engine.store.TryLease(ctx, name, t.engine.replica, t.interval)
+	t.reportLeaseErr(err)
+	if err != nil || !ok {
+		if err == nil {
+			t.poller.log.Debug("tick polled by another replica", "tick", at.Format(time.RFC3339))
+		}
+		return
+	}
+	if _, err := t.poller.poll(ctx); errors.Is(err, ErrPollRunning) {
+		t.poller.log.Warn("tick skipped: previous poll still running")
+	}
+}
+
+// reportLeaseErr logs lease failures (the store is unreachable), repeats
+// quietly.
+func (t *ticker) reportLeaseErr(err error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	switch {
+	case err == nil:
+		if t.lastErr != "" {
+			t.poller.log.Info("store reachable again; polling resumes")
+			t.lastErr = ""
+		}
+	case err.Error() == t.lastErr:
+		t.poller.log.Debug("tick skipped again: store unreachable", "err", err)
+	default:
+		t.lastErr = err.Error()
+		t.poller.log.Error("tick skipped: cannot take the poll lease; polling paused until the store is reachable", "err", err)
+	}
+}
+
+// defaultReplicaID names this process: host, pid and a random suffix.
+func defaultReplicaID() string {
+	host, err := os.Hostname()
+	if err != nil {
+		host = "unknown"
+	}
+	return fmt.Sprintf("%s-%d-%04x", host, os.Getpid(), rand.IntN(1<<16))
 }

@@ -32,9 +32,7 @@ func sourceSchedule(name, spec string) (cron.Schedule, error) {
 	if every, ok := s.(cron.ConstantDelaySchedule); ok {
 		return gridSchedule{every: every.Delay, offset: stableOffset(name, every.Delay)}, nil
 	}
-	now := time.Now()
-	first := s.Next(now)
-	interval := s.Next(first).Sub(first)
+	interval := scheduleInterval(s, time.Now())
 	return offsetSchedule{inner: s, offset: stableOffset(name, min(interval, maxCronSpread))}, nil
 }
 
@@ -83,4 +81,10 @@ func (l cronLogger) Info(msg string, kv ...any) { l.log.Debug("cron: "+msg, kv..
 
 func (l cronLogger) Error(err error, msg string, kv ...any) {
 	l.log.Error("cron: "+msg, append(kv, "err", err)...)
+}
+
+// scheduleInterval estimates the time between two ticks of s after now.
+func scheduleInterval(s cron.Schedule, now time.Time) time.Duration {
+	first := s.Next(now)
+	return s.Next(first).Sub(first)
 }

@@ -47,6 +47,16 @@ var (
 
 // finish applies defaults to c and validates it, recording every problem.
 func (d *decoder) finish(c *Config) {
+	if c.State.Redis == nil && !d.isSet("state.path") && d.lookup != nil {
+		// The file names no backend: REDIS_URL, when set, selects Redis.
+		if u, ok := d.lookup("REDIS_URL"); ok && u != "" {
+			if err := CheckRedisURL(u); err != nil {
+				d.errAt("state", "environment variable REDIS_URL: %v (the value is not shown)", err)
+			} else {
+				c.State.Redis = &Redis{URL: u}
+			}
+		}
+	}
 	if r := c.State.Redis; r != nil {
 		if d.isSet("state.path") {
 			d.errAt("state.path", "set either state.path (embedded file) or state.redis, not both")
