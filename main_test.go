@@ -223,8 +223,9 @@ type hook struct {
 	ID   string
 	Type string
 	Data struct {
-		Key  string         `json:"key"`
-		Item map[string]any `json:"item"`
+		Source string         `json:"source"`
+		Key    string         `json:"key"`
+		Item   map[string]any `json:"item"`
 	}
 }
 

@@ -42,7 +42,7 @@ func (d *dispatcher) notify() {
 
 // lease is how long a claimed delivery stays hidden from other claims: long
 // enough for an attempt to finish and be recorded.
-func (d *dispatcher) lease() time.Duration { return 2*d.cfg.Timeout + 30*time.Second }
+func (d *dispatcher) lease() time.Duration { return 2*d.cfg.Timeout + 5*time.Second }
 
 // run claims and delivers until ctx ends, then waits for the deliveries in
 // flight. Those run under sendCtx, which ends only when the shutdown grace
