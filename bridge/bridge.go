@@ -68,6 +68,26 @@ type Snapshot struct {
 	Meta map[string]string
 	// Pages counts the responses fetched.
 	Pages int
+	// Requests describes each HTTP request of the fetch, retries included,
+	// for `pollbridge poll` and debugging. Optional.
+	Requests []RequestInfo
+}
+
+// RequestInfo describes one HTTP request of a fetch. It holds no secrets.
+type RequestInfo struct {
+	// Method is the HTTP method.
+	Method string
+	// URL is the request URL without user info, and with the values of
+	// configured query parameters (which may hold keys) hidden.
+	URL string
+	// Status is the HTTP status (0 if no answer came).
+	Status int
+	// Items counts the items the page listed (0 for a 304 or an error).
+	Items int
+	// Bytes is the size of the (decoded) body read.
+	Bytes int64
+	// Duration is the time from sending to the end of the body.
+	Duration time.Duration
 }
 
 // Source fetches complete snapshots of one API endpoint.

@@ -29,18 +29,34 @@ func Encode(ev *bridge.Event) ([]byte, error) {
 	b.WriteString(`{"type":`)
 	writeString(&b, ev.Type)
 	b.WriteString(`,"timestamp":`)
-	writeString(&b, ev.Time.UTC().Format(time.RFC3339Nano))
-	b.WriteString(`,"data":{"id":`)
-	writeString(&b, ev.ID)
-	b.WriteString(`,"source":`)
-	writeString(&b, ev.Source)
-	b.WriteString(`,"key":`)
-	writeString(&b, ev.Key)
-	if err := writeRaw(&b, "item", ev.Item); err != nil {
+	writeString(&b, eventTime(ev))
+	b.WriteString(`,"data":`)
+	if err := writeData(&b, ev); err != nil {
 		return nil, err
 	}
-	if err := writeRaw(&b, "previous", ev.Previous); err != nil {
-		return nil, err
+	b.WriteByte('}')
+	return b.Bytes(), nil
+}
+
+// eventTime is ev.Time as payloads write it: UTC, RFC 3339 with nanoseconds
+// as needed.
+func eventTime(ev *bridge.Event) string {
+	return ev.Time.UTC().Format(time.RFC3339Nano)
+}
+
+// writeData writes the data object of ev.
+func writeData(b *bytes.Buffer, ev *bridge.Event) error {
+	b.WriteString(`{"id":`)
+	writeString(b, ev.ID)
+	b.WriteString(`,"source":`)
+	writeString(b, ev.Source)
+	b.WriteString(`,"key":`)
+	writeString(b, ev.Key)
+	if err := writeRaw(b, "item", ev.Item); err != nil {
+		return err
+	}
+	if err := writeRaw(b, "previous", ev.Previous); err != nil {
+		return err
 	}
 	if len(ev.Changes) > 0 {
 		b.WriteString(`,"changes":[`)
@@ -49,21 +65,21 @@ func Encode(ev *bridge.Event) ([]byte, error) {
 				b.WriteByte(',')
 			}
 			b.WriteString(`{"op":`)
-			writeString(&b, c.Op)
+			writeString(b, c.Op)
 			b.WriteString(`,"path":`)
-			writeString(&b, c.Path)
-			if err := writeRaw(&b, "old", c.Old); err != nil {
-				return nil, fmt.Errorf("change %d: %w", i, err)
+			writeString(b, c.Path)
+			if err := writeRaw(b, "old", c.Old); err != nil {
+				return fmt.Errorf("change %d: %w", i, err)
 			}
-			if err := writeRaw(&b, "new", c.New); err != nil {
-				return nil, fmt.Errorf("change %d: %w", i, err)
+			if err := writeRaw(b, "new", c.New); err != nil {
+				return fmt.Errorf("change %d: %w", i, err)
 			}
 			b.WriteByte('}')
 		}
 		b.WriteByte(']')
 	}
-	b.WriteString(`}}`)
-	return b.Bytes(), nil
+	b.WriteByte('}')
+	return nil
 }
 
 // writeString writes s as a JSON string.

@@ -40,6 +40,7 @@ type Webhook struct {
 	origin  string // scheme://host, for errors
 	key     []byte // HMAC key; nil sends unsigned requests
 	headers http.Header
+	format  *Format
 	timeout time.Duration
 	client  *http.Client
 	secrets []string // scrubbed from error snippets
@@ -49,7 +50,8 @@ type Webhook struct {
 // NewWebhook returns a webhook sink for cfg. client is used for every
 // request (nil: a client with http.DefaultTransport); it is not modified,
 // the sink works on a shallow copy that does not follow redirects. It fails
-// for a URL that is not http(s) or a secret that is not "whsec_" + base64.
+// for a URL that is not http(s), a secret that is not "whsec_" + base64 and
+// a bad payload format (see NewFormat).
 func NewWebhook(cfg config.Sink, client *http.Client) (*Webhook, error) {
 	u, err := url.Parse(cfg.URL)
 	if err != nil {
@@ -65,10 +67,15 @@ func NewWebhook(cfg config.Sink, client *http.Client) (*Webhook, error) {
 	if u.Host == "" {
 		return nil, errors.New("parse url: no host")
 	}
+	format, err := NewFormat(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("payload format: %w", err)
+	}
 	w := &Webhook{
 		url:     cfg.URL,
 		origin:  u.Scheme + "://" + u.Host,
 		headers: make(http.Header),
+		format:  format,
 		timeout: cfg.Timeout,
 		now:     time.Now,
 	}
@@ -83,7 +90,6 @@ func NewWebhook(cfg config.Sink, client *http.Client) (*Webhook, error) {
 		w.key = key
 		w.secrets = append(w.secrets, cfg.Secret, strings.TrimPrefix(cfg.Secret, secretPrefix))
 	}
-	w.headers.Set("Content-Type", "application/json")
 	w.headers.Set("User-Agent", "pollbridge")
 	for k, v := range cfg.Headers {
 		w.headers.Set(k, v)
@@ -102,21 +108,26 @@ func NewWebhook(cfg config.Sink, client *http.Client) (*Webhook, error) {
 	return w, nil
 }
 
-// Send makes one attempt to POST the payload of ev (see Encode) with the
+// Send makes one attempt to POST the payload of ev in the configured format
+// (see Format.Render; Encode for the default standard format) with the
 // headers webhook-id (ev.ID), webhook-timestamp (now, so fresh at every
-// attempt), webhook-signature (when a secret is configured), content-type,
-// user-agent and the configured headers (which cannot replace the webhook-*
-// ones). The attempt is bounded by the configured timeout and by ctx.
+// attempt), webhook-signature (when a secret is configured; it signs the
+// body as sent, whatever the format), content-type, user-agent, the
+// format's own headers and the configured headers (which cannot replace the
+// webhook-* ones). The attempt is bounded by the configured timeout and by
+// ctx.
 //
 // It returns nil for a 2xx answer. 408, 429 and 5xx answers are retryable
 // *bridge.DeliveryError with RetryAfter from a Retry-After header (seconds
 // or HTTP date); redirects (not followed) and other 4xx answers are
-// permanent ones, and so is an event that cannot be encoded. Network
+// permanent ones, and so is an event that cannot be rendered (a template
+// that fails on it, for example). Network
 // errors and timeouts are plain errors, to be retried. Errors quote a short
 // printable excerpt of the receiver's answer, never the secret, the
 // configured header values or the URL's path and query.
 func (w *Webhook) Send(ctx context.Context, ev *bridge.Event) error {
-	body, err := Encode(ev)
+	header := w.headers.Clone()
+	body, err := w.format.Render(ev, header)
 	if err != nil {
 		return &bridge.DeliveryError{Permanent: true, Err: err}
 	}
@@ -130,7 +141,7 @@ func (w *Webhook) Send(ctx context.Context, ev *bridge.Event) error {
 	if err != nil {
 		return &bridge.DeliveryError{Permanent: true, Err: fmt.Errorf("build request: %w", redact.URLError(err))}
 	}
-	req.Header = w.headers.Clone()
+	req.Header = header
 	now := w.now()
 	req.Header.Set("Webhook-Id", ev.ID)
 	req.Header.Set("Webhook-Timestamp", strconv.FormatInt(now.Unix(), 10))

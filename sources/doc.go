@@ -2,12 +2,20 @@
 //
 // A source turns one configured endpoint into a complete bridge.Snapshot:
 //
-//	New(config.Source) → HTTP
-//	HTTP.Fetch: GET (conditional, timeout, gzip, size limit)
-//	  → check status and JSON → Extract (gjson items path, key path)
-//	  → Snapshot{Items, Meta: validators for next time}
+//	NewRegistry(cfg) → Registry (per-host rate limiters, shared)
+//	Registry.New(config.Source) → HTTP (TLS, auth, paginator, source limiter)
+//	HTTP.Fetch, for each page (at most max_pages):
+//	  rate limits (source, host) → request (method, query, body, headers,
+//	  credentials; validators on the first page) → 401: new OAuth2 token,
+//	  once → 429/503 + Retry-After: wait if it fits the timeout, once →
+//	  status, size limit, JSON checks (checkJSON) → next page
+//	  (pagination.go: Link header, next URL, cursor, page, offset)
+//	→ hash of all bodies equal to the stored one? NotModified
+//	→ Extract (gjson items path, key paths) → Snapshot{Items, Meta, Requests}
 //
-// A source never returns a partial snapshot: any failed request, bad status
-// or bad body is an error and no items, so the engine cannot mistake a
-// failure for deletions. Retries, metrics and scheduling are the engine's.
+// A source never returns a partial snapshot: any failed request, bad status,
+// bad body or page past the limit is an error and no items, so the engine
+// cannot mistake a failure for deletions. Credentials never leave the
+// source's origin, and no secret reaches an error or a RequestInfo.
+// Scheduling, backoff between polls and metrics are the engine's.
 package sources

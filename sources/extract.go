@@ -22,7 +22,11 @@ import (
 // keys), a bool as "true" or "false". An item without a key (the path is
 // missing or null) is an error, and so is an object or array key: either
 // would otherwise turn into false deletions or collisions. keyPath may only
-// be empty for a single top-level object, whose key is then "".
+// be empty for a single top-level object, whose key is then "". ExtractKeys
+// takes several key paths (a composite key).
+//
+// The body must be acceptable JSON (see MaxDepth): valid UTF-8, nested at
+// most MaxDepth deep, and without duplicate keys in any object.
 //
 // When several items share a key the last one wins, at the position of the
 // first (paginating by offset can show an item twice). Item indexes in errors
@@ -30,23 +34,37 @@ import (
 // JSON text, so body may be reused after Extract returns. Extract is a pure
 // function and safe for concurrent use.
 func Extract(body []byte, itemsPath, keyPath string) ([]bridge.Item, error) {
-	if !json.Valid(body) {
-		return nil, errors.New("body is not valid JSON")
+	var keys []string
+	if keyPath != "" {
+		keys = []string{keyPath}
+	}
+	return ExtractKeys(body, itemsPath, keys)
+}
+
+// ExtractKeys is Extract with a key made of the values at several paths
+// (config.KeyPaths): with one path the key is that value as Extract says;
+// with more it is the compact JSON array of the values in path order, such
+// as ["acme",42], where a string keeps its JSON quoting, so no two
+// different value lists give one key. Every path must find a string, number
+// or bool.
+func ExtractKeys(body []byte, itemsPath string, keyPaths []string) ([]bridge.Item, error) {
+	if err := checkJSON(body); err != nil {
+		return nil, err
 	}
 	var set itemSet
-	if err := extract(string(body), itemsPath, keyPath, &set); err != nil {
+	if err := extract(string(body), itemsPath, keyPaths, &set); err != nil {
 		return nil, err
 	}
 	return set.items, nil
 }
 
 // extract adds the items of doc, which must be valid JSON, to set.
-func extract(doc, itemsPath, keyPath string, set *itemSet) error {
+func extract(doc, itemsPath string, keyPath []string, set *itemSet) error {
 	if itemsPath == "" {
 		root := gjson.Parse(doc)
 		switch {
 		case root.IsArray():
-			if keyPath == "" {
+			if len(keyPath) == 0 {
 				return errors.New("decode top-level items: a key path is required for an array of items")
 			}
 			if err := addElements(root, keyPath, set); err != nil {
@@ -55,7 +73,7 @@ func extract(doc, itemsPath, keyPath string, set *itemSet) error {
 			return nil
 		case root.IsObject():
 			key := ""
-			if keyPath != "" {
+			if len(keyPath) > 0 {
 				k, err := itemKey(root, keyPath)
 				if err != nil {
 					return fmt.Errorf("decode top-level object: %w", err)
@@ -75,7 +93,7 @@ func extract(doc, itemsPath, keyPath string, set *itemSet) error {
 		return fmt.Errorf("decode items at %q: path not found", itemsPath)
 	case !arr.IsArray():
 		return fmt.Errorf("decode items at %q: got %s, want an array", itemsPath, kind(arr))
-	case keyPath == "":
+	case len(keyPath) == 0:
 		return fmt.Errorf("decode items at %q: a key path is required for an array of items", itemsPath)
 	}
 	if err := addElements(arr, keyPath, set); err != nil {
@@ -85,7 +103,7 @@ func extract(doc, itemsPath, keyPath string, set *itemSet) error {
 }
 
 // addElements adds every element of the array arr to set.
-func addElements(arr gjson.Result, keyPath string, set *itemSet) error {
+func addElements(arr gjson.Result, keyPath []string, set *itemSet) error {
 	var err error
 	i := 0
 	arr.ForEach(func(_, v gjson.Result) bool {
@@ -102,9 +120,50 @@ func addElements(arr gjson.Result, keyPath string, set *itemSet) error {
 	return err
 }
 
-// itemKey returns the key of item at keyPath. Its errors read well after
-// "item N ".
-func itemKey(item gjson.Result, keyPath string) (string, error) {
+// itemKey returns the key of item at keyPath (one or more paths, see
+// ExtractKeys). Its errors read well after "item N ".
+func itemKey(item gjson.Result, keyPath []string) (string, error) {
+	if len(keyPath) == 1 {
+		return keyPart(item, keyPath[0])
+	}
+	b := []byte{'['}
+	for i, p := range keyPath {
+		part, err := keyPart(item, p)
+		if err != nil {
+			return "", err
+		}
+		if i > 0 {
+			b = append(b, ',')
+		}
+		if item.Get(p).Type == gjson.String {
+			b = appendJSONString(b, part)
+		} else {
+			b = append(b, part...)
+		}
+	}
+	return string(append(b, ']')), nil
+}
+
+// appendJSONString appends s as a JSON string, escaping only what JSON
+// requires (no HTML escapes), so keys stay readable.
+func appendJSONString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '"' || c == '\\':
+			b = append(b, '\\', c)
+		case c < 0x20:
+			b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+		default:
+			b = append(b, c)
+		}
+	}
+	return append(b, '"')
+}
+
+// keyPart returns the key value of item at one path.
+func keyPart(item gjson.Result, keyPath string) (string, error) {
 	k := item.Get(keyPath)
 	switch k.Type {
 	case gjson.String:
@@ -166,4 +225,29 @@ func (s *itemSet) add(key, raw string) {
 	}
 	s.index[key] = len(s.items)
 	s.items = append(s.items, bridge.Item{Key: key, Data: data})
+}
+
+// pageItems returns how many items doc, valid JSON, lists at itemsPath (a
+// top-level object counts as one) and the last of them, for pagination.
+func pageItems(doc, itemsPath string) (int, gjson.Result, error) {
+	arr := gjson.Parse(doc)
+	if itemsPath != "" {
+		arr = gjson.Get(doc, itemsPath)
+		switch {
+		case !arr.Exists():
+			return 0, gjson.Result{}, fmt.Errorf("decode items at %q: path not found", itemsPath)
+		case !arr.IsArray():
+			return 0, gjson.Result{}, fmt.Errorf("decode items at %q: got %s, want an array", itemsPath, kind(arr))
+		}
+	} else if !arr.IsArray() {
+		return 1, arr, nil
+	}
+	n := 0
+	var last gjson.Result
+	arr.ForEach(func(_, v gjson.Result) bool {
+		n++
+		last = v
+		return true
+	})
+	return n, last, nil
 }

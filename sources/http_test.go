@@ -65,7 +65,7 @@ func TestFetch(t *testing.T) {
 	}{
 		{
 			name: "array of items",
-			cfg:  config.Source{Key: "id"},
+			cfg:  config.Source{Key: config.KeyPaths{"id"}},
 			handler: func(w http.ResponseWriter, r *http.Request) {
 				w.Header().Set("Content-Type", "application/json")
 				io.WriteString(w, `[{"id":1},{"id":"two"}]`)
@@ -74,7 +74,7 @@ func TestFetch(t *testing.T) {
 		},
 		{
 			name: "object with items path",
-			cfg:  config.Source{Items: "data", Key: "id"},
+			cfg:  config.Source{Items: "data", Key: config.KeyPaths{"id"}},
 			handler: func(w http.ResponseWriter, r *http.Request) {
 				io.WriteString(w, `{"data":[{"id":7},{"id":8},{"id":7}],"total":3}`)
 			},
@@ -90,7 +90,7 @@ func TestFetch(t *testing.T) {
 		},
 		{
 			name: "gzip negotiated by the transport",
-			cfg:  config.Source{Key: "id"},
+			cfg:  config.Source{Key: config.KeyPaths{"id"}},
 			handler: func(w http.ResponseWriter, r *http.Request) {
 				if r.Header.Get("Accept-Encoding") != "gzip" {
 					http.Error(w, "want gzip", http.StatusBadRequest)
@@ -103,7 +103,7 @@ func TestFetch(t *testing.T) {
 		},
 		{
 			name:   "gzip sent unasked",
-			cfg:    config.Source{Key: "id"},
+			cfg:    config.Source{Key: config.KeyPaths{"id"}},
 			client: &http.Client{Transport: &http.Transport{DisableCompression: true}},
 			handler: func(w http.ResponseWriter, r *http.Request) {
 				if r.Header.Get("Accept-Encoding") != "" {
@@ -117,7 +117,7 @@ func TestFetch(t *testing.T) {
 		},
 		{
 			name:   "unsupported encoding",
-			cfg:    config.Source{Key: "id"},
+			cfg:    config.Source{Key: config.KeyPaths{"id"}},
 			client: &http.Client{Transport: &http.Transport{DisableCompression: true}},
 			handler: func(w http.ResponseWriter, r *http.Request) {
 				w.Header().Set("Content-Encoding", "br")
@@ -127,7 +127,7 @@ func TestFetch(t *testing.T) {
 		},
 		{
 			name: "server error with body snippet",
-			cfg:  config.Source{Key: "id", Headers: map[string]string{"X-Api-Key": "k3y-s3cr3t"}},
+			cfg:  config.Source{Key: config.KeyPaths{"id"}, Headers: map[string]string{"X-Api-Key": "k3y-s3cr3t"}},
 			handler: func(w http.ResponseWriter, r *http.Request) {
 				w.WriteHeader(http.StatusInternalServerError)
 				io.WriteString(w, "upstream\x00 database\n\n  is down; key "+r.Header.Get("X-Api-Key")+" "+strings.Repeat("z", 500))
@@ -137,7 +137,7 @@ func TestFetch(t *testing.T) {
 		},
 		{
 			name: "not found",
-			cfg:  config.Source{Key: "id"},
+			cfg:  config.Source{Key: config.KeyPaths{"id"}},
 			handler: func(w http.ResponseWriter, r *http.Request) {
 				w.WriteHeader(http.StatusNotFound)
 			},
@@ -145,7 +145,7 @@ func TestFetch(t *testing.T) {
 		},
 		{
 			name: "HTML",
-			cfg:  config.Source{Key: "id"},
+			cfg:  config.Source{Key: config.KeyPaths{"id"}},
 			handler: func(w http.ResponseWriter, r *http.Request) {
 				w.Header().Set("Content-Type", "text/html; charset=utf-8")
 				io.WriteString(w, "<!DOCTYPE html><html><title>Sign in</title></html>")
@@ -154,7 +154,7 @@ func TestFetch(t *testing.T) {
 		},
 		{
 			name: "truncated JSON",
-			cfg:  config.Source{Key: "id"},
+			cfg:  config.Source{Key: config.KeyPaths{"id"}},
 			handler: func(w http.ResponseWriter, r *http.Request) {
 				w.Header().Set("Content-Type", "application/json")
 				io.WriteString(w, `[{"id":1},{"id":`)
@@ -163,7 +163,7 @@ func TestFetch(t *testing.T) {
 		},
 		{
 			name: "truncated gzip",
-			cfg:  config.Source{Key: "id"},
+			cfg:  config.Source{Key: config.KeyPaths{"id"}},
 			handler: func(w http.ResponseWriter, r *http.Request) {
 				z := gzipped(t, []byte(`[{"id":1},{"id":2}]`))
 				w.Header().Set("Content-Encoding", "gzip")
@@ -173,7 +173,7 @@ func TestFetch(t *testing.T) {
 		},
 		{
 			name: "empty body",
-			cfg:  config.Source{Key: "id"},
+			cfg:  config.Source{Key: config.KeyPaths{"id"}},
 			handler: func(w http.ResponseWriter, r *http.Request) {
 				w.Header().Set("Content-Type", "application/json")
 			},
@@ -181,7 +181,7 @@ func TestFetch(t *testing.T) {
 		},
 		{
 			name: "body at the limit",
-			cfg:  config.Source{Key: "@this", MaxBodySize: config.ByteSize(len(bigJSON))},
+			cfg:  config.Source{Key: config.KeyPaths{"@this"}, MaxBodySize: config.ByteSize(len(bigJSON))},
 			handler: func(w http.ResponseWriter, r *http.Request) {
 				w.Write(bigJSON)
 			},
@@ -189,7 +189,7 @@ func TestFetch(t *testing.T) {
 		},
 		{
 			name: "body over the limit",
-			cfg:  config.Source{Key: "@this", MaxBodySize: config.ByteSize(len(bigJSON) - 1)},
+			cfg:  config.Source{Key: config.KeyPaths{"@this"}, MaxBodySize: config.ByteSize(len(bigJSON) - 1)},
 			handler: func(w http.ResponseWriter, r *http.Request) {
 				w.Write(bigJSON)
 			},
@@ -197,7 +197,7 @@ func TestFetch(t *testing.T) {
 		},
 		{
 			name: "decompressed body over the limit",
-			cfg:  config.Source{Key: "id", MaxBodySize: 1000},
+			cfg:  config.Source{Key: config.KeyPaths{"id"}, MaxBodySize: 1000},
 			handler: func(w http.ResponseWriter, r *http.Request) {
 				w.Header().Set("Content-Encoding", "gzip")
 				w.Write(gzipped(t, []byte(`[{"id":"`+strings.Repeat("a", 5000)+`"}]`)))
@@ -206,7 +206,7 @@ func TestFetch(t *testing.T) {
 		},
 		{
 			name: "default limit",
-			cfg:  config.Source{Key: "@this"},
+			cfg:  config.Source{Key: config.KeyPaths{"@this"}},
 			handler: func(w http.ResponseWriter, r *http.Request) {
 				w.Write([]byte(`"`))
 				w.Write(bytes.Repeat([]byte("a"), 10<<20))
@@ -216,7 +216,7 @@ func TestFetch(t *testing.T) {
 		},
 		{
 			name: "missing key",
-			cfg:  config.Source{Items: "data", Key: "id"},
+			cfg:  config.Source{Items: "data", Key: config.KeyPaths{"id"}},
 			handler: func(w http.ResponseWriter, r *http.Request) {
 				io.WriteString(w, `{"data":[{"id":1},{"id":2},{"id":3},{"ID":4}]}`)
 			},
@@ -224,7 +224,7 @@ func TestFetch(t *testing.T) {
 		},
 		{
 			name: "304 without a conditional request",
-			cfg:  config.Source{Key: "id"},
+			cfg:  config.Source{Key: config.KeyPaths{"id"}},
 			handler: func(w http.ResponseWriter, r *http.Request) {
 				w.WriteHeader(http.StatusNotModified)
 			},
@@ -275,7 +275,7 @@ func TestFetchConditional(t *testing.T) {
 		w.Header().Set("ETag", etag)
 		w.Header().Set("Last-Modified", lastMod)
 		io.WriteString(w, `[{"id":1}]`)
-	}, config.Source{Key: "id"}, nil)
+	}, config.Source{Key: config.KeyPaths{"id"}}, nil)
 	ctx := context.Background()
 
 	in := map[string]string{"cursor": "c1", MetaETag: `"v1"`}
@@ -286,8 +286,8 @@ func TestFetchConditional(t *testing.T) {
 	if gotINM != `"v1"` || gotIMS != "" {
 		t.Errorf("first request: If-None-Match %q, If-Modified-Since %q", gotINM, gotIMS)
 	}
-	want := map[string]string{"cursor": "c1", MetaETag: etag, MetaLastModified: lastMod}
-	if !equalMaps(snap.Meta, want) {
+	want := map[string]string{"cursor": "c1", MetaETag: etag, MetaLastModified: lastMod, MetaBodyHash: snap.Meta[MetaBodyHash]}
+	if len(snap.Meta[MetaBodyHash]) != 64 || !equalMaps(snap.Meta, want) {
 		t.Errorf("Meta = %v, want %v", snap.Meta, want)
 	}
 	if in[MetaETag] != `"v1"` {
@@ -309,14 +309,14 @@ func TestFetchConditional(t *testing.T) {
 func TestFetchDropsStaleValidators(t *testing.T) {
 	s := newSource(t, func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, `[{"id":1}]`)
-	}, config.Source{Key: "id"}, nil)
+	}, config.Source{Key: config.KeyPaths{"id"}}, nil)
 	snap, err := s.Fetch(context.Background(), map[string]string{
 		"cursor": "c", MetaETag: `"old"`, MetaLastModified: "Wed, 21 Oct 2015 07:28:00 GMT",
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := map[string]string{"cursor": "c"}; !equalMaps(snap.Meta, want) {
+	if want := map[string]string{"cursor": "c", MetaBodyHash: snap.Meta[MetaBodyHash]}; len(snap.Meta[MetaBodyHash]) != 64 || !equalMaps(snap.Meta, want) {
 		t.Errorf("Meta = %v, want %v", snap.Meta, want)
 	}
 }
@@ -343,7 +343,7 @@ func TestFetchHeaders(t *testing.T) {
 	defer srv.Close()
 	s, err := NewHTTP(config.Source{
 		URL: srv.URL + "/v1/items?limit=100",
-		Key: "id",
+		Key: config.KeyPaths{"id"},
 		Headers: map[string]string{
 			"Authorization": "Bearer t0ken",
 			"x-custom":      "yes",
@@ -377,7 +377,7 @@ func TestFetchConfigOverridesAccept(t *testing.T) {
 	s := newSource(t, func(w http.ResponseWriter, r *http.Request) {
 		accept = r.Header.Get("Accept")
 		io.WriteString(w, `[]`)
-	}, config.Source{Key: "id", Headers: map[string]string{"Accept": "application/vnd.github+json"}}, nil)
+	}, config.Source{Key: config.KeyPaths{"id"}, Headers: map[string]string{"Accept": "application/vnd.github+json"}}, nil)
 	if _, err := s.Fetch(context.Background(), map[string]string{}); err != nil {
 		t.Fatal(err)
 	}
@@ -402,7 +402,7 @@ func TestFetchRedirectDropsHeadersAcrossOrigins(t *testing.T) {
 			sameAuth = r.Header.Get("X-Api-Key")
 			http.Redirect(w, r, other.URL+"/elsewhere", http.StatusFound)
 		}
-	}, config.Source{Key: "id", Headers: map[string]string{"X-Api-Key": "abc123"}}, nil)
+	}, config.Source{Key: config.KeyPaths{"id"}, Headers: map[string]string{"X-Api-Key": "abc123"}}, nil)
 	snap, err := s.Fetch(context.Background(), map[string]string{})
 	if err != nil {
 		t.Fatal(err)
@@ -421,7 +421,7 @@ func TestFetchRedirectDropsHeadersAcrossOrigins(t *testing.T) {
 func TestFetchTimeout(t *testing.T) {
 	s := newSource(t, func(w http.ResponseWriter, r *http.Request) {
 		<-r.Context().Done()
-	}, config.Source{Key: "id", Timeout: 50 * time.Millisecond, Headers: map[string]string{"X-Api-Key": "hunter22"}}, nil)
+	}, config.Source{Key: config.KeyPaths{"id"}, Timeout: 50 * time.Millisecond, Headers: map[string]string{"X-Api-Key": "hunter22"}}, nil)
 	start := time.Now()
 	snap, err := s.Fetch(context.Background(), map[string]string{})
 	if err == nil || snap != nil {
@@ -443,7 +443,7 @@ func TestFetchTimeoutDuringBody(t *testing.T) {
 		io.WriteString(w, `[{"id":1},`)
 		w.(http.Flusher).Flush()
 		<-r.Context().Done()
-	}, config.Source{Key: "id", Timeout: 50 * time.Millisecond}, nil)
+	}, config.Source{Key: config.KeyPaths{"id"}, Timeout: 50 * time.Millisecond}, nil)
 	_, err := s.Fetch(context.Background(), map[string]string{})
 	if err == nil || !strings.Contains(err.Error(), "timed out after 50ms") {
 		t.Fatalf("err = %v, want a timeout", err)
@@ -455,7 +455,7 @@ func TestFetchCanceled(t *testing.T) {
 	s := newSource(t, func(w http.ResponseWriter, r *http.Request) {
 		cancel()
 		<-r.Context().Done()
-	}, config.Source{Key: "id"}, nil)
+	}, config.Source{Key: config.KeyPaths{"id"}}, nil)
 	_, err := s.Fetch(ctx, map[string]string{})
 	if !errors.Is(err, context.Canceled) || strings.Contains(err.Error(), "timed out") {
 		t.Fatalf("err = %v, want context.Canceled", err)
@@ -466,7 +466,7 @@ func TestFetchErrorHidesQuery(t *testing.T) {
 	srv := httptest.NewServer(http.NotFoundHandler())
 	url := srv.URL
 	srv.Close() // connection refused from now on
-	s, err := NewHTTP(config.Source{URL: url + "/items?api_key=s3cret", Key: "id"}, nil)
+	s, err := NewHTTP(config.Source{URL: url + "/items?api_key=s3cret", Key: config.KeyPaths{"id"}}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -490,7 +490,7 @@ func TestNew(t *testing.T) {
 		{url: "/relative", wantErr: "scheme"},
 	}
 	for _, tt := range tests {
-		src, err := New(config.Source{URL: tt.url, Key: "id"}, nil)
+		src, err := New(config.Source{URL: tt.url, Key: config.KeyPaths{"id"}}, nil)
 		if tt.wantErr == "" {
 			if err != nil || src == nil {
 				t.Errorf("New(%q) = %v, %v", tt.url, src, err)
@@ -510,7 +510,7 @@ func TestNew(t *testing.T) {
 
 func TestNewDoesNotModifyClient(t *testing.T) {
 	c := &http.Client{}
-	if _, err := New(config.Source{URL: "http://127.0.0.1/", Key: "id"}, c); err != nil {
+	if _, err := New(config.Source{URL: "http://127.0.0.1/", Key: config.KeyPaths{"id"}}, c); err != nil {
 		t.Fatal(err)
 	}
 	if c.CheckRedirect != nil {

@@ -29,6 +29,8 @@ type Config struct {
 	Sinks []Sink `yaml:"sinks"`
 	// Sources are the APIs to poll.
 	Sources []Source `yaml:"sources"`
+	// Hosts sets limits shared by every source that calls one host.
+	Hosts []Host `yaml:"hosts"`
 
 	// Path is the file the configuration was loaded from.
 	Path string `yaml:"-"`
@@ -80,6 +82,26 @@ type Sink struct {
 	Secret string `yaml:"secret"`
 	// Headers are added to every request.
 	Headers map[string]string `yaml:"headers"`
+	// Format is the payload format of webhook requests: standard (default;
+	// Standard Webhooks JSON), cloudevents (CloudEvents 1.0) or template
+	// (a body written by Template). See docs/formats.md.
+	Format string `yaml:"format"`
+	// CloudEventsMode is structured (default; the whole event is a JSON
+	// body of type application/cloudevents+json) or binary (attributes in
+	// ce-* headers, the body is the event's data). Only for cloudevents.
+	CloudEventsMode string `yaml:"cloudevents_mode"`
+	// CloudEventsSource is the CloudEvents source attribute, a URI
+	// reference in which {source} stands for the source name. Default
+	// "pollbridge/{source}". Only for cloudevents.
+	CloudEventsSource string `yaml:"cloudevents_source"`
+	// Template is a Go text/template that writes the request body (required
+	// for format template). The dot holds .Type, .ID, .Source, .Key, .Time,
+	// .Item, .Previous and .Changes; {{json X}} writes X as JSON.
+	Template string `yaml:"template"`
+	// ContentType is the content-type of template bodies. Default
+	// application/json, and then every body must be valid JSON. Only for
+	// template.
+	ContentType string `yaml:"content_type"`
 	// Timeout bounds one delivery attempt. Default 10s.
 	Timeout time.Duration `yaml:"timeout"`
 	// Concurrency is how many deliveries to this sink may be in flight at
@@ -87,6 +109,21 @@ type Sink struct {
 	Concurrency int `yaml:"concurrency"`
 	// Retry is the retry schedule for failed deliveries.
 	Retry Retry `yaml:"retry"`
+	// RateLimit caps the delivery attempts to this sink per second, per
+	// replica (0: no limit). Bursts of up to Concurrency are allowed.
+	RateLimit float64 `yaml:"rate_limit"`
+	// CircuitBreaker pauses deliveries to a receiver that keeps failing.
+	CircuitBreaker CircuitBreaker `yaml:"circuit_breaker"`
+}
+
+// CircuitBreaker pauses a sink after consecutive failed attempts, then
+// probes it with one delivery at a time until one succeeds.
+type CircuitBreaker struct {
+	// Failures is how many consecutive retryable failures (network errors,
+	// timeouts, 408, 429, 5xx) open the circuit. Default 5; 0 disables it.
+	Failures int `yaml:"failures"`
+	// Cooldown is how long an open circuit waits before it probes. Default 30s.
+	Cooldown time.Duration `yaml:"cooldown"`
 }
 
 // Retry is an exponential retry schedule with jitter.
@@ -114,6 +151,27 @@ type Source struct {
 	URL string `yaml:"url"`
 	// Headers are sent with every request.
 	Headers map[string]string `yaml:"headers"`
+	// Method is GET or POST (for search APIs that take a body). Empty
+	// means GET.
+	Method string `yaml:"method"`
+	// Query parameters are added to the URL's own (replacing those of the
+	// same name) on the first page and on every page pollbridge builds.
+	Query map[string]string `yaml:"query"`
+	// Body is JSON text sent as the request body, with Content-Type
+	// application/json unless Headers set one.
+	Body string `yaml:"body"`
+	// TLS sets the CA, client certificate and verification for https URLs.
+	TLS *TLS `yaml:"tls"`
+	// Auth adds credentials to every request of this source.
+	Auth *Auth `yaml:"auth"`
+	// Pagination says how to find the next page. Nil: one request.
+	Pagination *Pagination `yaml:"pagination"`
+	// RateLimit caps this source's requests per second (0: no limit).
+	// Waits count against Timeout.
+	RateLimit float64 `yaml:"rate_limit"`
+	// RateBurst is how many requests may go at once under RateLimit.
+	// Empty means 1.
+	RateBurst int `yaml:"rate_burst"`
 	// Timeout bounds one fetch. Default 30s.
 	Timeout time.Duration `yaml:"timeout"`
 	// MaxBodySize limits the response body in bytes (accepts 10MiB, 512KB,
@@ -122,9 +180,10 @@ type Source struct {
 	// Items is the gjson path to the array of items. Empty: a top-level
 	// array's elements are the items, a top-level object is one item.
 	Items string `yaml:"items"`
-	// Key is the gjson path, relative to an item, of its unique key.
-	// Required unless the body is a single object (then the key is "").
-	Key string `yaml:"key"`
+	// Key is the gjson path, relative to an item, of its unique key, or a
+	// list of paths for a composite key (see KeyPaths). Required unless the
+	// body is a single object (then the key is "").
+	Key KeyPaths `yaml:"key"`
 	// Ignore lists dot paths of fields left out of change detection.
 	Ignore []string `yaml:"ignore"`
 	// Sinks names the sinks that receive this source's events. Empty: all.
@@ -136,6 +195,38 @@ type Source struct {
 	// share of the stored items until the next poll confirms it. Default
 	// 0.5; 1 disables the guard.
 	MaxDeleteRatio *float64 `yaml:"max_delete_ratio"`
+	// Watch, when not empty, lists the only fields that count as a change
+	// (dot paths like Ignore; Ignore still applies inside them). Events
+	// still carry whole items. Default: every field counts.
+	Watch []string `yaml:"watch"`
+	// Events lists the event types sent: created, updated, deleted.
+	// Default (empty): all three. Changes of other types still update the
+	// stored state; they are just not sent.
+	Events []string `yaml:"events"`
+	// Filter is an expr-lang expression over each event (type, source,
+	// key, item, previous, changes) that must be true for it to be sent,
+	// such as `item.status == "paid" && previous.status != "paid"`.
+	// Default: every event. See docs/changes.md.
+	Filter string `yaml:"filter"`
+	// DeleteAfter is how many consecutive complete polls an item must be
+	// missing from before it counts as deleted. Default (0): 1.
+	DeleteAfter int `yaml:"delete_after"`
+	// Backoff spaces out the polls of a source that keeps failing.
+	Backoff PollBackoff `yaml:"backoff"`
+
+	// filter is Filter compiled by validation.
+	filter compiledFilter
+}
+
+// PollBackoff pauses a failing source: after its n-th consecutive failed
+// poll, scheduled ticks are skipped for min(Initial×2^(n-1), Max), counted
+// from the start of that poll. A successful poll ends the pause.
+type PollBackoff struct {
+	// Initial is the pause after the first failure. Default (0): one
+	// interval of the schedule, so a single failure skips no tick.
+	Initial time.Duration `yaml:"initial"`
+	// Max caps the pause. Default (0): 10m.
+	Max time.Duration `yaml:"max"`
 }
 
 // ByteSize is a size in bytes that YAML may write as 10MiB, 512KB or 1048576.

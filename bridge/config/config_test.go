@@ -104,27 +104,32 @@ func TestGoodFile(t *testing.T) {
 		Log:             Log{Level: "debug", Format: "json"},
 		ShutdownTimeout: 20 * time.Second,
 		Sinks: []Sink{{
-			Name:        "app",
-			Type:        "webhook",
-			URL:         "http://127.0.0.1:8080/hooks",
-			Secret:      testSecret,
-			Headers:     map[string]string{"X-Env": "dev"},
-			Timeout:     3 * time.Second,
-			Concurrency: 8,
-			Retry:       Retry{InitialBackoff: time.Second, MaxBackoff: 10 * time.Minute, MaxAge: 2 * time.Hour, MaxAttempts: 12},
+			Name:           "app",
+			Type:           "webhook",
+			URL:            "http://127.0.0.1:8080/hooks",
+			Secret:         testSecret,
+			Headers:        map[string]string{"X-Env": "dev"},
+			Format:         "standard",
+			Timeout:        3 * time.Second,
+			Concurrency:    8,
+			Retry:          Retry{InitialBackoff: time.Second, MaxBackoff: 10 * time.Minute, MaxAge: 2 * time.Hour, MaxAttempts: 12},
+			CircuitBreaker: CircuitBreaker{Failures: 5, Cooldown: 30 * time.Second},
 		}, {
-			Name:        "debug",
-			Type:        "stdout",
-			Timeout:     10 * time.Second,
-			Concurrency: 4,
-			Retry:       Retry{InitialBackoff: 5 * time.Second, MaxBackoff: time.Hour, MaxAge: 24 * time.Hour},
+			Name:           "debug",
+			Type:           "stdout",
+			Timeout:        10 * time.Second,
+			Concurrency:    4,
+			Retry:          Retry{InitialBackoff: 5 * time.Second, MaxBackoff: time.Hour, MaxAge: 24 * time.Hour},
+			CircuitBreaker: CircuitBreaker{Failures: 5, Cooldown: 30 * time.Second},
 		}, {
-			Name:        "audit",
-			Type:        "webhook",
-			URL:         "https://audit.example.com/in",
-			Timeout:     10 * time.Second,
-			Concurrency: 4,
-			Retry:       Retry{InitialBackoff: 5 * time.Second, MaxBackoff: time.Hour, MaxAge: 24 * time.Hour},
+			Name:           "audit",
+			Type:           "webhook",
+			URL:            "https://audit.example.com/in",
+			Format:         "standard",
+			Timeout:        10 * time.Second,
+			Concurrency:    4,
+			Retry:          Retry{InitialBackoff: 5 * time.Second, MaxBackoff: time.Hour, MaxAge: 24 * time.Hour},
+			CircuitBreaker: CircuitBreaker{Failures: 5, Cooldown: 30 * time.Second},
 		}},
 		Sources: []Source{{
 			Name:     "orders",
@@ -138,7 +143,7 @@ func TestGoodFile(t *testing.T) {
 			Timeout:        5 * time.Second,
 			MaxBodySize:    512 << 10,
 			Items:          "data.items",
-			Key:            "id",
+			Key:            KeyPaths{"id"},
 			Ignore:         []string{"updated_at", "meta.etag"},
 			Sinks:          []string{"app", "debug"},
 			EmitInitial:    true,
@@ -150,7 +155,7 @@ func TestGoodFile(t *testing.T) {
 			Headers:        common,
 			Timeout:        30 * time.Second,
 			MaxBodySize:    10 << 20,
-			Key:            "id",
+			Key:            KeyPaths{"id"},
 			Sinks:          []string{"app", "debug", "audit"},
 			MaxDeleteRatio: ratio(0.5),
 		}, {
@@ -364,7 +369,7 @@ sources:
 		t.Fatal(err)
 	}
 	a, b := cfg.Sources[0], cfg.Sources[1]
-	if a.Schedule != "@every 1m" || a.Key != "id" || a.Timeout != 9*time.Second || a.Headers["Accept"] != "application/json" {
+	if a.Schedule != "@every 1m" || len(a.Key) != 1 || a.Key[0] != "id" || a.Timeout != 9*time.Second || a.Headers["Accept"] != "application/json" {
 		t.Errorf("source a = %+v", a)
 	}
 	if b.Timeout != 3*time.Second || b.Schedule != "@every 1m" {

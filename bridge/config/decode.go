@@ -23,6 +23,7 @@ const maxNodes = 100_000
 var (
 	durationType = reflect.TypeOf(time.Duration(0))
 	byteSizeType = reflect.TypeOf(ByteSize(0))
+	keyPathsType = reflect.TypeOf(KeyPaths(nil))
 	yamlErrLine  = regexp.MustCompile(`(?s)^yaml: line (\d+): (.*)$`)
 )
 
@@ -248,6 +249,11 @@ func (d *decoder) convert(path string, n *yaml.Node, inf *info, v reflect.Value)
 			return
 		}
 		v.SetInt(int64(b))
+	case t == keyPathsType && n.Kind == yaml.ScalarNode:
+		// One path may be written without a list: key: id.
+		if s, ok := d.scalar(path, n, inf, "a gjson path or a list of them"); ok {
+			v.Set(reflect.ValueOf(KeyPaths{s}))
+		}
 	case t.Kind() == reflect.String:
 		if s, ok := d.scalar(path, n, inf, "a string"); ok {
 			v.SetString(s)

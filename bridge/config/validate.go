@@ -25,6 +25,8 @@ const (
 	DefaultInitialBackoff  = 5 * time.Second
 	DefaultMaxBackoff      = time.Hour
 	DefaultMaxAge          = 24 * time.Hour
+	DefaultBreakerFailures = 5
+	DefaultBreakerCooldown = 30 * time.Second
 	DefaultSourceTimeout   = 30 * time.Second
 	DefaultMaxBodySize     = 10 << 20
 	DefaultMaxDeleteRatio  = 0.5
@@ -96,6 +98,7 @@ func (d *decoder) finish(c *Config) {
 	for i := range c.Sources {
 		d.source(fmt.Sprintf("sources[%d]", i), &c.Sources[i], c.Sinks, sinkLines, sourceLines)
 	}
+	d.hosts(c.Hosts)
 }
 
 // sink defaults and validates one sink. lines maps the names seen so far to
@@ -112,7 +115,9 @@ func (d *decoder) sink(p string, s *Sink, lines map[string]int) {
 			d.errAt(p+".secret", `must be "whsec_" followed by standard base64 (the value is not shown)`)
 		}
 		d.headers(p+".headers", s.Headers, true)
+		d.sinkFormat(p, s)
 	case SinkStdout:
+		d.noFormat(p)
 		for field, set := range map[string]bool{"url": s.URL != "", "secret": s.Secret != "", "headers": len(s.Headers) > 0} {
 			if set {
 				d.errAt(p+"."+field, "not used by stdout sinks; remove it")
@@ -137,6 +142,16 @@ func (d *decoder) sink(p string, s *Sink, lines map[string]int) {
 	if r.MaxAttempts < 0 {
 		d.errAt(p+".retry.max_attempts", "must be 0 (no limit) or more, got %d", r.MaxAttempts)
 	}
+	if s.RateLimit < 0 {
+		d.errAt(p+".rate_limit", "must be 0 (no limit) or a positive number of deliveries per second")
+	}
+	cb := &s.CircuitBreaker
+	if !d.isSet(p + ".circuit_breaker.failures") {
+		cb.Failures = DefaultBreakerFailures
+	} else if cb.Failures < 0 {
+		d.errAt(p+".circuit_breaker.failures", "must be 0 (off) or more, got %d", cb.Failures)
+	}
+	d.duration(p+".circuit_breaker.cooldown", &cb.Cooldown, DefaultBreakerCooldown)
 }
 
 // source defaults and validates one source.
@@ -154,6 +169,7 @@ func (d *decoder) source(p string, s *Source, sinks []Sink, sinkLines, lines map
 	}
 	d.url(p+".url", s.URL)
 	d.headers(p+".headers", s.Headers, false)
+	d.request(p, s) // request.go: method, query, body, tls, auth, pagination, rate
 	d.duration(p+".timeout", &s.Timeout, DefaultSourceTimeout)
 	if !d.isSet(p + ".max_body_size") {
 		s.MaxBodySize = DefaultMaxBodySize
@@ -163,12 +179,7 @@ func (d *decoder) source(p string, s *Source, sinks []Sink, sinkLines, lines map
 	if s.Items != "" {
 		d.gjsonPath(p+".items", s.Items)
 	}
-	switch {
-	case s.Key != "":
-		d.gjsonPath(p+".key", s.Key)
-	case s.Items != "" && !d.failed(p+".key"):
-		d.errAt(p+".key", "required: gjson path to each item's unique key")
-	}
+	d.keyPaths(p+".key", &s.Key, s.Items != "")
 	for i, path := range s.Ignore {
 		d.gjsonPath(fmt.Sprintf("%s.ignore[%d]", p, i), path)
 	}
@@ -203,6 +214,7 @@ func (d *decoder) source(p string, s *Source, sinks []Sink, sinkLines, lines map
 	} else if r := *s.MaxDeleteRatio; r <= 0 || r > 1 {
 		d.errAt(p+".max_delete_ratio", "must be more than 0 and at most 1 (1 disables the guard), got %s", strconv.FormatFloat(r, 'g', -1, 64))
 	}
+	d.changeSelection(p, s) // changes.go
 }
 
 // name checks a sink or source name and its uniqueness.
@@ -435,7 +447,8 @@ func (d *decoder) fromEnv(f string) bool {
 func (d *decoder) hideSecrets() {
 	var refs []envRef
 	for f, in := range d.at {
-		if strings.HasSuffix(f, ".secret") || strings.HasSuffix(f, ".url") || strings.Contains(f, ".headers.") {
+		if strings.HasSuffix(f, ".secret") || strings.HasSuffix(f, ".url") || strings.Contains(f, ".headers.") ||
+			strings.Contains(f, ".auth.") || strings.Contains(f, ".query.") || strings.HasSuffix(f, ".body") {
 			for _, r := range in.refs {
 				if len(r.value) >= 4 {
 					refs = append(refs, r)
