@@ -21,9 +21,32 @@ import (
 // by the previous poll, so that the next poll can confirm it.
 const metaHeldDeletes = "held_deletes"
 
-// metaFingerprintConfig is the Meta key that records which ignore list the
-// stored fingerprints were computed with.
+// metaFingerprintConfig is the Meta key that records which watch and ignore
+// lists the stored fingerprints were computed with.
 const metaFingerprintConfig = "fingerprint_config"
+
+// metaAbsent is the Meta key that counts, per item key, the consecutive
+// complete polls a stored item has been missing from (a JSON object
+// {"key": count}), for DeleteAfter. Absent when no item is missing.
+const metaAbsent = "absent"
+
+// fieldsConfig identifies a watch and an ignore list (order does not
+// matter). Without a watch list it is fingerprintConfig(ignore), the
+// signature stored before watch lists existed.
+func fieldsConfig(f Fields) string {
+	if len(f.Watch) == 0 {
+		return fingerprintConfig(f.Ignore)
+	}
+	h := sha256.New()
+	for _, list := range [][]string{f.Watch, f.Ignore} {
+		for _, p := range slices.Sorted(slices.Values(list)) {
+			h.Write([]byte(p))
+			h.Write([]byte{0})
+		}
+		h.Write([]byte{1})
+	}
+	return "v2:" + hex.EncodeToString(h.Sum(nil)[:8])
+}
 
 // fingerprintConfig identifies an ignore list (order does not matter).
 func fingerprintConfig(ignore []string) string {
@@ -40,15 +63,23 @@ func fingerprintConfig(ignore []string) string {
 type DiffOptions struct {
 	// Source names the source (it goes into events and event ids).
 	Source string
-	// Ignore lists the fields left out of change detection (see Fingerprint).
+	// Watch, when not empty, lists the only fields that count for change
+	// detection (see FingerprintFields).
+	Watch []string
+	// Ignore lists the fields left out of change detection (see
+	// FingerprintFields), inside watched fields too.
 	Ignore []string
 	// EmitInitial sends item.created for every item of the first poll
 	// instead of silently recording a baseline.
 	EmitInitial bool
 	// MaxDeleteRatio holds back a poll that would delete more than this
 	// share of the stored items, until the next poll shows the same
-	// deletions again. 0 or >= 1 disables the guard.
+	// deletions again. 0 or >= 1 disables the guard. It looks only at the
+	// deletions that DeleteAfter lets through in this diff.
 	MaxDeleteRatio float64
+	// DeleteAfter is how many consecutive diffs an item must be missing
+	// from before it is deleted; 0 and 1 mean the first.
+	DeleteAfter int
 	// Now is the detection time stamped on events.
 	Now time.Time
 }
@@ -67,8 +98,19 @@ type DiffResult struct {
 	Items int
 	// HeldDeletes counts deletions held back by the mass-deletion guard.
 	HeldDeletes int
+	// PendingDeletes counts stored items missing from the snapshot that
+	// DeleteAfter keeps for now.
+	PendingDeletes int
 	// Changed reports whether anything must be committed.
 	Changed bool
+
+	// Suppressed counts detected events that are not sent: their type is
+	// not in the source's events list or its filter is false. Diff leaves
+	// it 0; a poll and DryRun fill it (and drop those events from Events).
+	Suppressed int
+	// FilterErrors are the errors of filter evaluations that failed; those
+	// events are sent anyway. Diff leaves it nil.
+	FilterErrors []error
 }
 
 // Diff compares a complete snapshot of a source with its stored state. It is
@@ -77,9 +119,12 @@ type DiffResult struct {
 //
 // Items present in the snapshot but not in old are created; present in both
 // with another fingerprint are updated (with field-level changes); present in
-// old only are deleted. The first poll (old.Generation 0) records a baseline
-// and emits nothing unless opts.EmitInitial. A key seen twice in the snapshot
-// counts once (the last occurrence wins).
+// old only are deleted once they have been missing from opts.DeleteAfter
+// consecutive diffs (the counts are kept in Meta; an item that comes back
+// starts again from 0), unless the mass-deletion guard holds them back. The
+// first poll (old.Generation 0) records a baseline and emits nothing unless
+// opts.EmitInitial. A key seen twice in the snapshot counts once (the last
+// occurrence wins).
 func Diff(old store.State, items []Item, meta map[string]string, opts DiffOptions) (DiffResult, error) {
 	res := DiffResult{
 		Baseline: old.Generation == 0,
@@ -102,10 +147,11 @@ func Diff(old store.State, items []Item, meta map[string]string, opts DiffOption
 	}
 	res.Items = len(order)
 
-	// Stored fingerprints were computed with the ignore list of their time;
-	// if it changed since, recompute them so that editing `ignore` does not
-	// turn every item into a false update.
-	cfgSig := fingerprintConfig(opts.Ignore)
+	// Stored fingerprints were computed with the watch and ignore lists of
+	// their time; if these changed since, recompute them so that editing
+	// `watch` or `ignore` does not turn every item into a false update.
+	fields := Fields{Watch: opts.Watch, Ignore: opts.Ignore}
+	cfgSig := fieldsConfig(fields)
 	rehash := !res.Baseline && old.Meta[metaFingerprintConfig] != cfgSig
 
 	for _, key := range order {
@@ -114,12 +160,12 @@ func Diff(old store.State, items []Item, meta map[string]string, opts DiffOption
 		if existed && !rehash && bytes.Equal(prev.Data, data) {
 			continue // byte-identical to the stored version: same fingerprint
 		}
-		fp, cur, err := Fingerprint(data, opts.Ignore)
+		fp, cur, err := FingerprintFields(data, fields)
 		if err != nil {
 			return DiffResult{}, fmt.Errorf("item %q: %w", key, err)
 		}
 		if existed && rehash {
-			if prev.Fingerprint, _, err = Fingerprint(prev.Data, opts.Ignore); err != nil {
+			if prev.Fingerprint, _, err = FingerprintFields(prev.Data, fields); err != nil {
 				return DiffResult{}, fmt.Errorf("stored item %q: %w", key, err)
 			}
 			if prev.Fingerprint == fp && old.Items[key].Fingerprint != fp {
@@ -134,7 +180,7 @@ func Diff(old store.State, items []Item, meta map[string]string, opts DiffOption
 			}
 		case prev.Fingerprint != fp:
 			res.Commit.Upsert[key] = store.Item{Fingerprint: fp, Data: data}
-			_, before, err := Fingerprint(prev.Data, opts.Ignore)
+			_, before, err := FingerprintFields(prev.Data, fields)
 			if err != nil {
 				return DiffResult{}, fmt.Errorf("stored item %q: %w", key, err)
 			}
@@ -143,13 +189,24 @@ func Diff(old store.State, items []Item, meta map[string]string, opts DiffOption
 		}
 	}
 
-	var gone []string
+	// Missing items: count the diffs they have been missing from; those
+	// missing long enough are due for deletion.
+	absent := parseAbsent(old.Meta[metaAbsent])
+	nextAbsent := map[string]int{}
+	var due []string
 	for key := range old.Items {
-		if _, ok := latest[key]; !ok {
-			gone = append(gone, key)
+		if _, ok := latest[key]; ok {
+			continue // present (again): its count starts over
 		}
+		n := absent[key] + 1
+		if n >= max(opts.DeleteAfter, 1) {
+			due = append(due, key)
+		} else {
+			res.PendingDeletes++
+		}
+		nextAbsent[key] = n
 	}
-	slices.Sort(gone)
+	slices.Sort(due)
 
 	newMeta := maps.Clone(meta)
 	if newMeta == nil {
@@ -157,19 +214,38 @@ func Diff(old store.State, items []Item, meta map[string]string, opts DiffOption
 	}
 	delete(newMeta, metaHeldDeletes)
 	newMeta[metaFingerprintConfig] = cfgSig
-	if len(gone) > 0 && massDeletion(len(gone), len(old.Items), opts.MaxDeleteRatio) {
-		sig := deletionSignature(gone)
+	if len(due) > 0 && massDeletion(len(due), len(old.Items), opts.MaxDeleteRatio) {
+		sig := deletionSignature(due)
 		if old.Meta[metaHeldDeletes] != sig {
 			// First sighting: hold back, remember, and wait for the next poll.
 			newMeta[metaHeldDeletes] = sig
-			res.HeldDeletes = len(gone)
-			gone = nil
+			res.HeldDeletes = len(due)
+			due = nil
 		}
 	}
-	for _, key := range gone {
+	for _, key := range due {
 		prev := old.Items[key]
+		delete(nextAbsent, key)
 		res.Commit.Delete = append(res.Commit.Delete, key)
 		res.Events = append(res.Events, newEvent(opts, old.Generation, ItemDeleted, key, prev.Fingerprint, "", nil, prev.Data, nil))
+	}
+	delete(newMeta, metaAbsent)
+	if len(nextAbsent) > 0 {
+		newMeta[metaAbsent] = formatAbsent(nextAbsent)
+	}
+	if rehash {
+		// Missing items that stay have their fingerprints under the new
+		// rules too, so that they can come back without a false update.
+		for key := range nextAbsent {
+			prev := old.Items[key]
+			fp, _, err := FingerprintFields(prev.Data, fields)
+			if err != nil {
+				return DiffResult{}, fmt.Errorf("stored item %q: %w", key, err)
+			}
+			if fp != prev.Fingerprint {
+				res.Commit.Upsert[key] = store.Item{Fingerprint: fp, Data: prev.Data}
+			}
+		}
 	}
 
 	if !maps.Equal(newMeta, old.Meta) {
@@ -178,6 +254,29 @@ func Diff(old store.State, items []Item, meta map[string]string, opts DiffOption
 	res.Changed = res.Baseline || len(res.Commit.Upsert) > 0 || len(res.Commit.Delete) > 0 ||
 		res.Commit.Meta != nil || len(res.Events) > 0
 	return res, nil
+}
+
+// parseAbsent decodes the metaAbsent value. A value that does not decode
+// (never written by this code) counts as no absences: deletions are then
+// delayed, never invented.
+func parseAbsent(s string) map[string]int {
+	m := map[string]int{}
+	if s != "" {
+		if err := json.Unmarshal([]byte(s), &m); err != nil {
+			return map[string]int{}
+		}
+	}
+	return m
+}
+
+// formatAbsent encodes absence counts for metaAbsent (keys sorted, so the
+// same counts always give the same text).
+func formatAbsent(m map[string]int) string {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return "" // a map[string]int always encodes
+	}
+	return string(b)
 }
 
 // massDeletion reports whether deleting n of total items exceeds ratio.

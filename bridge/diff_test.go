@@ -304,10 +304,15 @@ func TestChangesEscapesPointer(t *testing.T) {
 
 func FuzzFingerprint(f *testing.F) {
 	for _, s := range []string{`{"a":1}`, `[1,2,{"b":null}]`, `{"a":{"b":{"c":[1.5e300]}}}`, `"x"`, `{"a":1,"a":2}`, "{\"\xff\":1}"} {
-		f.Add([]byte(s), "a.b")
+		f.Add([]byte(s), "a.b", "")
+		f.Add([]byte(s), "a.#.c", "a")
 	}
-	f.Fuzz(func(t *testing.T, data []byte, ignore string) {
-		fp, v, err := Fingerprint(data, []string{ignore})
+	f.Fuzz(func(t *testing.T, data []byte, ignore, watch string) {
+		fields := Fields{Ignore: []string{ignore}}
+		if watch != "" {
+			fields.Watch = []string{watch}
+		}
+		fp, v, err := FingerprintFields(data, fields)
 		if err != nil {
 			return
 		}
@@ -322,6 +327,14 @@ func FuzzFingerprint(f *testing.F) {
 		}
 		if fp != fp2 {
 			t.Fatalf("fingerprint not stable over its canonical form")
+		}
+		// A path listed twice, in either list, changes nothing.
+		twice := Fields{Ignore: []string{ignore, ignore}}
+		if watch != "" {
+			twice.Watch = []string{watch, watch}
+		}
+		if fp3, _, _ := FingerprintFields(data, twice); fp3 != fp {
+			t.Fatalf("a path listed twice changed the fingerprint")
 		}
 	})
 }
@@ -353,5 +366,18 @@ func TestDiffIgnoreListChange(t *testing.T) {
 	again, err := Diff(old, snap, old.Meta, opts)
 	if err != nil || again.Changed || len(again.Events) != 0 {
 		t.Fatalf("second poll: %+v, %v", again, err)
+	}
+
+	// Adding a watch list is covered by the same signature: the stored
+	// fingerprints are recomputed once, silently, then nothing changes.
+	opts.Watch = []string{"x"}
+	watched, err := Diff(old, snap, old.Meta, opts)
+	if err != nil || len(watched.Events) != 0 || len(watched.Commit.Upsert) != 2 ||
+		watched.Commit.Meta[metaFingerprintConfig] != fieldsConfig(Fields{Watch: opts.Watch, Ignore: opts.Ignore}) {
+		t.Fatalf("watch added: events %v upserts %d meta %v, %v", summarize(watched.Events), len(watched.Commit.Upsert), watched.Commit.Meta, err)
+	}
+	old = apply(old, watched)
+	if again, err := Diff(old, snap, old.Meta, opts); err != nil || again.Changed {
+		t.Fatalf("poll after watch added: %+v, %v", again, err)
 	}
 }
