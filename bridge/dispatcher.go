@@ -7,8 +7,11 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net/http"
 	"sync"
 	"time"
+
+	"golang.org/x/time/rate"
 
 	"github.com/pollbridge/pollbridge/bridge/config"
 	"github.com/pollbridge/pollbridge/bridge/store"
@@ -27,6 +30,8 @@ type dispatcher struct {
 	log   *slog.Logger
 	idle  time.Duration // how long to wait before re-checking an empty outbox
 	wake  chan struct{} // a commit added deliveries for this sink
+	gate  *gate         // circuit breaker, pause and 410 disabling
+	limit *rate.Limiter // nil: no rate limit
 
 	mu      sync.Mutex
 	lastErr string // last store error logged, to log repeats quietly
@@ -59,11 +64,22 @@ func (d *dispatcher) run(ctx, sendCtx context.Context) {
 		}
 		// Only this loop takes slots, so the free ones stay free.
 		free := 1 + cap(slots) - len(slots)
-		batch, err := d.store.Claim(ctx, d.cfg.Name, time.Now(), free, d.lease())
+		n, probe, wait := d.gate.admit(time.Now(), free)
+		if n == 0 {
+			<-slots
+			if !d.waitForWork(ctx, wait) {
+				return
+			}
+			continue
+		}
+		batch, err := d.store.Claim(ctx, d.cfg.Name, time.Now(), n, d.lease())
 		d.reportStoreErr(err)
 		if err != nil || len(batch) == 0 {
 			<-slots
-			if !d.waitForWork(ctx) {
+			if probe {
+				d.gate.release()
+			}
+			if !d.waitForWork(ctx, 0) {
 				return
 			}
 			continue
@@ -80,9 +96,13 @@ func (d *dispatcher) run(ctx, sendCtx context.Context) {
 	}
 }
 
-// waitForWork waits for a wake-up or the idle interval; false when ctx ends.
-func (d *dispatcher) waitForWork(ctx context.Context) bool {
-	t := time.NewTimer(d.idle)
+// waitForWork waits for a wake-up or wait (0: the idle interval); false
+// when ctx ends.
+func (d *dispatcher) waitForWork(ctx context.Context, wait time.Duration) bool {
+	if wait <= 0 || wait > d.idle {
+		wait = d.idle
+	}
+	t := time.NewTimer(wait)
 	defer t.Stop()
 	select {
 	case <-d.wake:
@@ -105,18 +125,38 @@ func (d *dispatcher) deliver(ctx context.Context, dl store.Delivery) {
 		log.Error("dead-lettered an unreadable event", "err", err)
 		return
 	}
-	sendErr := d.sink.Send(ctx, &ev)
+	var sendErr error
+	if d.limit != nil {
+		sendErr = d.limit.Wait(ctx)
+	}
+	if sendErr == nil {
+		sendErr = d.sink.Send(ctx, &ev)
+	}
 	if sendErr != nil && ctx.Err() != nil {
 		// Shutdown cut the attempt short: it does not count. The claim
 		// expires and the delivery is retried (after restart, at once).
+		d.gate.release()
 		log.Info("delivery interrupted by shutdown; it stays in the outbox")
 		return
 	}
 	if sendErr == nil {
+		d.breakerResult(true, false)
 		d.record(log, "ack", func(c context.Context) error { return d.store.Ack(c, dl) })
 		log.Debug("delivered")
 		return
 	}
+	var de *DeliveryError
+	if errors.As(sendErr, &de) && de.Status == http.StatusGone {
+		// The receiver says this endpoint is gone for good: stop sending
+		// anything to it, keep the event, and say so loudly.
+		d.gate.disable("receiver answered 410 Gone")
+		d.gate.release()
+		d.record(log, "retry", func(c context.Context) error { return d.store.Retry(c, dl, time.Now()) })
+		log.Error("receiver answered 410 Gone: sink disabled, events kept in the outbox until it is resumed", "err", sendErr)
+		return
+	}
+	// A permanent refusal still proves the receiver is up.
+	d.breakerResult(IsPermanent(sendErr), !IsPermanent(sendErr))
 
 	dl.Attempts++
 	dl.LastError = sendErr.Error()
@@ -132,6 +172,18 @@ func (d *dispatcher) deliver(ctx context.Context, dl store.Delivery) {
 		wait := d.backoff(dl.Attempts, sendErr)
 		d.record(log, "retry", func(c context.Context) error { return d.store.Retry(c, dl, now.Add(wait)) })
 		log.Info("delivery failed; will retry", "err", sendErr, "retry_in", wait.Round(time.Millisecond))
+	}
+}
+
+// breakerResult feeds an attempt's outcome to the circuit breaker and logs
+// its transitions.
+func (d *dispatcher) breakerResult(ok, retryable bool) {
+	opened, closed := d.gate.result(ok, retryable, time.Now())
+	switch {
+	case opened:
+		d.log.Warn("circuit open: receiver keeps failing; pausing deliveries", "cooldown", d.cfg.CircuitBreaker.Cooldown)
+	case closed:
+		d.log.Info("circuit closed: receiver recovered; deliveries resume")
 	}
 }
 

@@ -1,0 +1,78 @@
+package bridge_test
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pollbridge/pollbridge/bridge"
+)
+
+// A receiver that keeps failing opens the circuit: no attempt reaches it
+// during the cooldown; then one probe, and on success the rest.
+func TestEngineCircuitBreaker(t *testing.T) {
+	a, r := newAPI(t), newReceiver(t)
+	cfg := strings.Replace(oneSource(a.URL, r.URL, ""), "retry: {initial_backoff: 20ms, max_backoff: 100ms}",
+		"retry: {initial_backoff: 10ms, max_backoff: 10ms}\n    circuit_breaker: {failures: 3, cooldown: 1s}\n    concurrency: 1", 1)
+	h := start(t, cfg)
+	h.poll(t, "orders")
+	r.fail(1000, http.StatusServiceUnavailable)
+	a.set("1", nil)
+	a.set("2", nil)
+	h.poll(t, "orders")
+
+	requests := func() int {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return r.arrived
+	}
+	eventually(t, "the circuit to open", func() bool {
+		st, _ := h.engine.SinkStatus("app")
+		return st.State == bridge.SinkOpen
+	})
+	opened := requests()
+	if opened != 3 {
+		t.Errorf("circuit opened after %d attempts, want 3", opened)
+	}
+	r.fail(0, 0) // the receiver recovers during the cooldown
+	eventually(t, "both events delivered after the probe", func() bool { return len(r.deliveries()) == 2 })
+	st, _ := h.engine.SinkStatus("app")
+	if st.State != bridge.SinkActive {
+		t.Errorf("state after recovery = %+v", st)
+	}
+}
+
+// 410 Gone disables the sink and keeps the event; resuming delivers it.
+func TestEngineGoneDisablesSink(t *testing.T) {
+	a, r := newAPI(t), newReceiver(t)
+	h := start(t, oneSource(a.URL, r.URL, ""))
+	h.poll(t, "orders")
+	r.fail(1, http.StatusGone)
+	a.set("1", nil)
+	h.poll(t, "orders")
+	eventually(t, "the sink to be disabled", func() bool {
+		st, _ := h.engine.SinkStatus("app")
+		return st.State == bridge.SinkDisabled
+	})
+	stats, err := h.store.Stats(context.Background(), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := stats["app"]; s.Dead != 0 || s.Pending+s.Retrying != 1 {
+		t.Fatalf("after 410: %+v, want the event kept in the outbox", s)
+	}
+	a.set("2", nil)
+	h.poll(t, "orders")
+	if err := h.engine.PauseSink("app"); err != nil { // still stopped
+		t.Fatal(err)
+	}
+	if n := len(r.deliveries()); n != 0 {
+		t.Fatalf("a disabled sink received %d events", n)
+	}
+	if err := h.engine.ResumeSink("app"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "delivery after resume", func() bool { return len(r.deliveries()) == 2 })
+}
