@@ -5,7 +5,8 @@
 // The suite pins the behaviour the engine relies on: atomic, generation-guarded
 // commits; isolated sources; an outbox that hands each due delivery to one
 // claimer at a time, in commit order, and keeps it until it is acked, retried
-// or buried; dead letters that can be listed and replayed; exact payload bytes.
+// or buried; dead letters that can be listed and replayed; exact payload bytes;
+// leases that exclude other owners, extend for their holder and expire.
 // What only a backend can test (reopen after a crash, file locks, a Redis
 // restart) belongs in that backend's own tests.
 //
@@ -59,6 +60,11 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ReplayUnknownIDIsNotFound", testReplayUnknown},
 		{"StatsPerSink", testStats},
 		{"ConcurrentClaimsNeverShare", testConcurrentClaim},
+		{"LeaseIsExclusiveBetweenOwners", testLeaseExclusive},
+		{"LeaseSameOwnerExtends", testLeaseExtends},
+		{"LeaseExpiresAfterTTL", testLeaseExpires},
+		{"LeasesAreIndependent", testLeasesIndependent},
+		{"LeaseRejectsBadArguments", testLeaseBadArgs},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,0 +1,205 @@
+package redisstore
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pollbridge/pollbridge/bridge/store"
+)
+
+// The benchmarks run against the Redis at REDIS_URL, like the boltstore
+// ones against a file, with the same data:
+//
+//	go test -run '^$' -bench . -benchmem ./bridge/store/redisstore/
+
+func benchItem(i, round int) store.Item {
+	return store.Item{
+		Fingerprint: fmt.Sprintf("%016x", i*31+round),
+		Data:        json.RawMessage(fmt.Sprintf(`{"id":%d,"name":"item %d","status":"open","round":%d,"tags":["a","b","c"]}`, i, i, round)),
+	}
+}
+
+// BenchmarkCommit1000Items measures one poll's commit: 1000 upserts and 10
+// deliveries in one script, plus the ready index update.
+func BenchmarkCommit1000Items(b *testing.B) {
+	s := openStore(b, localURL(b), Options{})
+	ctx := b.Context()
+	gen := uint64(0)
+	b.ReportAllocs()
+	for b.Loop() {
+		c := store.Commit{Source: "bench", Generation: gen, Upsert: make(map[string]store.Item, 1000)}
+		for i := range 1000 {
+			c.Upsert[fmt.Sprintf("item-%05d", i)] = benchItem(i, int(gen))
+		}
+		for i := range 10 {
+			id := fmt.Sprintf("g%d-d%d", gen, i)
+			c.Deliveries = append(c.Deliveries, store.Delivery{ID: id, EventID: id, Sink: "hook", Source: "bench",
+				Key: fmt.Sprintf("item-%05d", i), Payload: json.RawMessage(`{"type":"item.updated","data":{"id":1}}`)})
+		}
+		if err := s.Commit(ctx, c); err != nil {
+			b.Fatal(err)
+		}
+		gen++
+	}
+}
+
+// BenchmarkLoad10000Items measures loading a source of 10000 items.
+func BenchmarkLoad10000Items(b *testing.B) {
+	s := openStore(b, localURL(b), Options{})
+	ctx := b.Context()
+	c := store.Commit{Source: "bench", Upsert: make(map[string]store.Item, 10000)}
+	for i := range 10000 {
+		c.Upsert[fmt.Sprintf("item-%05d", i)] = benchItem(i, 0)
+	}
+	if err := s.Commit(ctx, c); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		st, err := s.Load(ctx, "bench")
+		if err != nil || len(st.Items) != 10000 {
+			b.Fatalf("Load: %d items, %v", len(st.Items), err)
+		}
+	}
+}
+
+// BenchmarkClaimAck measures the dispatch path of one delivery: claim, ack.
+func BenchmarkClaimAck(b *testing.B) {
+	s := openStore(b, localURL(b), Options{RepairInterval: time.Hour})
+	ctx := b.Context()
+	gen := uint64(0)
+	for b.Loop() {
+		b.StopTimer()
+		d := store.Delivery{ID: fmt.Sprint(gen), Sink: "hook", Source: "bench", Payload: json.RawMessage(`{}`)}
+		if err := s.Commit(ctx, store.Commit{Source: "bench", Generation: gen, Deliveries: []store.Delivery{d}}); err != nil {
+			b.Fatal(err)
+		}
+		gen++
+		b.StartTimer()
+		ds, err := s.Claim(ctx, "hook", time.Now(), 1, time.Minute)
+		if err != nil || len(ds) != 1 {
+			b.Fatalf("Claim: %v, %v", ds, err)
+		}
+		if err := s.Ack(ctx, ds[0]); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// orderJSON is an order-like item of about 200 bytes.
+func orderJSON(i int) string {
+	return fmt.Sprintf(`{"id":%d,"number":"ORD-%07d","status":"paid","customer":{"id":%d,"name":"Customer %d",`+
+		`"email":"c%d@example.com"},"total":"123.45","currency":"EUR","updated_at":"2026-11-27T12:00:00Z"}`, i, i, i%997, i%997, i%997)
+}
+
+// usedMemory reads used_memory from INFO memory.
+func usedMemory(ctx context.Context, b *testing.B, s *Store) int64 {
+	info, err := s.rdb.Info(ctx, "memory").Result()
+	if err != nil {
+		b.Fatal(err)
+	}
+	for line := range strings.SplitSeq(info, "\r\n") {
+		if v, ok := strings.CutPrefix(line, "used_memory:"); ok {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				b.Fatal(err)
+			}
+			return n
+		}
+	}
+	b.Fatal("no used_memory in INFO memory")
+	return 0
+}
+
+// BenchmarkMemoryCost measures what Redis spends (used_memory deltas, so
+// hash table and set overhead included) per source, per stored item of
+// about 200 bytes and per pending delivery, and reports them as metrics.
+// Run it alone against an otherwise idle Redis:
+//
+//	go test -run '^$' -bench MemoryCost ./bridge/store/redisstore/
+func BenchmarkMemoryCost(b *testing.B) {
+	url := localURL(b)
+	ctx := b.Context()
+	const sources, items, deliveries = 2000, 20000, 20000
+
+	// Per source: generation, sequence, meta (ETag, Last-Modified), the
+	// sources set member, and ready index entries for one sink, after its
+	// one delivery was claimed and acked.
+	s := openStore(b, url, Options{RepairInterval: time.Hour})
+	before := usedMemory(ctx, b, s)
+	for i := range sources {
+		src := fmt.Sprintf("source-%05d", i)
+		if err := s.Commit(ctx, store.Commit{Source: src, Generation: 0,
+			Meta:       map[string]string{"etag": `W/"5f3a-1a2b3c4d"`, "last_modified": "Tue, 15 Nov 1994 08:12:31 GMT"},
+			Deliveries: []store.Delivery{{ID: src + ".d", Sink: "hook", Source: src, Payload: json.RawMessage(`{}`)}}}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for acked := 0; acked < sources; {
+		ds, err := s.Claim(ctx, "hook", time.Now(), 500, time.Minute)
+		if err != nil || len(ds) == 0 {
+			b.Fatalf("Claim: %d, %v", len(ds), err)
+		}
+		for _, d := range ds {
+			if err := s.Ack(ctx, d); err != nil {
+				b.Fatal(err)
+			}
+		}
+		acked += len(ds)
+	}
+	perSource := float64(usedMemory(ctx, b, s)-before) / sources
+
+	// Per item: one source with order-like items and 32-hex fingerprints.
+	s = openStore(b, url, Options{RepairInterval: time.Hour})
+	c := store.Commit{Source: "orders", Upsert: make(map[string]store.Item, items)}
+	itemBytes := 0
+	for i := range items {
+		it := store.Item{Fingerprint: fmt.Sprintf("%032x", i*7919), Data: json.RawMessage(orderJSON(i))}
+		itemBytes += len(it.Data)
+		c.Upsert[strconv.Itoa(100000+i)] = it
+	}
+	before = usedMemory(ctx, b, s)
+	if err := s.Commit(ctx, c); err != nil {
+		b.Fatal(err)
+	}
+	perItem := float64(usedMemory(ctx, b, s)-before) / items
+	itemsKeyBytes, err := s.rdb.MemoryUsage(ctx, s.itemsKey("orders"), 0).Result()
+	if err != nil {
+		b.Fatal(err)
+	}
+
+	// Per pending delivery: item.created events of those items, one sink.
+	s = openStore(b, url, Options{RepairInterval: time.Hour})
+	payloadBytes := 0
+	before = usedMemory(ctx, b, s)
+	for start := 0; start < deliveries; start += 1000 {
+		c := store.Commit{Source: "orders", Generation: uint64(start / 1000)}
+		for i := start; i < start+1000; i++ {
+			id := fmt.Sprintf("msg_%032x", i*7919)
+			p := fmt.Sprintf(`{"type":"item.created","timestamp":"2026-11-27T12:00:00.123Z","data":{"id":%q,"source":"orders","key":"%d","item":%s}}`,
+				id, 100000+i, orderJSON(i))
+			payloadBytes += len(p)
+			c.Deliveries = append(c.Deliveries, store.Delivery{ID: id + ".app", EventID: id, Sink: "app", Source: "orders",
+				Key: strconv.Itoa(100000 + i), Payload: json.RawMessage(p)})
+		}
+		if err := s.Commit(ctx, c); err != nil {
+			b.Fatal(err)
+		}
+	}
+	perDelivery := float64(usedMemory(ctx, b, s)-before) / deliveries
+
+	for b.Loop() { // the measurement above is the benchmark; ResetTimer drops metrics reported earlier
+	}
+	b.ReportMetric(perSource, "B/source")
+	b.ReportMetric(perItem, "B/item")
+	b.ReportMetric(perDelivery, "B/delivery")
+	b.Logf("per source %.0f B; per item %.0f B (item JSON %d B, MEMORY USAGE of the items hash %.0f B/item); "+
+		"per pending delivery %.0f B (payload %d B, so %.0f B overhead)",
+		perSource, perItem, itemBytes/items, float64(itemsKeyBytes)/items,
+		perDelivery, payloadBytes/deliveries, perDelivery-float64(payloadBytes/deliveries))
+}

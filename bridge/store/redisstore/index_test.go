@@ -1,0 +1,318 @@
+package redisstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/pollbridge/pollbridge/bridge/store"
+)
+
+func testDelivery(id, sink, source string) store.Delivery {
+	return store.Delivery{ID: id, EventID: "evt_" + id, Sink: sink, Source: source, Key: id,
+		Payload: json.RawMessage(`{"id":"` + id + `"}`)}
+}
+
+// TestRepairFindsStrandedDelivery commits while the ready index update is
+// skipped, as if the replica died between the two steps: the delivery is
+// not claimable until the repair pass, which comes within RepairInterval.
+func TestRepairFindsStrandedDelivery(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		url  func(t testing.TB) string
+	}{{"single", localURL}, {"cluster", clusterURL}} {
+		t.Run(tc.name, func(t *testing.T) {
+			const every = 400 * time.Millisecond
+			s := openStore(t, tc.url(t), Options{RepairInterval: every})
+			ctx := t.Context()
+			if ds, err := s.Claim(ctx, "hook", time.Now(), 10, time.Minute); err != nil || len(ds) != 0 {
+				t.Fatalf("first Claim (runs the first repair) = %v, %v", ds, err)
+			}
+			s.skipSync.Store(true)
+			err := s.Commit(ctx, store.Commit{Source: "orders", Generation: 0,
+				Deliveries: []store.Delivery{testDelivery("d1", "hook", "orders")}})
+			s.skipSync.Store(false)
+			if err != nil {
+				t.Fatalf("Commit: %v", err)
+			}
+			committed := time.Now()
+			if err := s.rdb.ZScore(ctx, s.readyKey("hook"), "orders").Err(); !errors.Is(err, redis.Nil) {
+				t.Fatalf("ready index has the source although the update was skipped: %v", err)
+			}
+			if ds, err := s.Claim(ctx, "hook", time.Now(), 10, time.Minute); err != nil || len(ds) != 0 {
+				t.Fatalf("Claim before the repair = %v, %v; want nothing (the index was not updated)", ids(ds), err)
+			}
+			deadline := committed.Add(every + 2*time.Second)
+			for {
+				ds, err := s.Claim(ctx, "hook", time.Now(), 10, time.Minute)
+				if err != nil {
+					t.Fatalf("Claim: %v", err)
+				}
+				if len(ds) > 0 {
+					if got := ids(ds); !slices.Equal(got, []string{"d1"}) {
+						t.Fatalf("Claim after repair = %q, want d1", got)
+					}
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("stranded delivery not claimable %v after the commit (repair interval %v)", time.Since(committed), every)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			// The bound: the last repair ran before the commit, the next one
+			// at most every later; allow for the claim polling and a slow CI.
+			if took := time.Since(committed); took > every+300*time.Millisecond {
+				t.Errorf("stranded delivery claimable after %v, want within the repair interval %v", took, every)
+			}
+		})
+	}
+}
+
+// TestRepairTakesTurns checks that Stores sharing a prefix do not all
+// repair in the same interval.
+func TestRepairTakesTurns(t *testing.T) {
+	url := localURL(t)
+	a := openStore(t, url, Options{RepairInterval: time.Hour})
+	b := openStore(t, url, Options{RepairInterval: time.Hour, Prefix: a.prefix})
+	for _, s := range []*Store{a, b} {
+		if _, err := s.Claim(t.Context(), "hook", time.Now(), 1, time.Minute); err != nil {
+			t.Fatalf("Claim: %v", err)
+		}
+	}
+	holder, err := a.rdb.Get(t.Context(), a.repairKey()).Result()
+	if err != nil || holder != a.owner {
+		t.Errorf("repair turn held by %q (%v), want the first Store %q", holder, err, a.owner)
+	}
+	if ttl := a.rdb.PTTL(t.Context(), a.repairKey()).Val(); ttl <= 0 || ttl > time.Hour {
+		t.Errorf("repair turn expires in %v, want within the interval", ttl)
+	}
+}
+
+func ids(ds []store.Delivery) []string {
+	out := make([]string, len(ds))
+	for i, d := range ds {
+		out[i] = d.ID
+	}
+	return out
+}
+
+// countHook counts the commands sent to Redis.
+type countHook struct{ n atomic.Int64 }
+
+func (h *countHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h *countHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		h.n.Add(1)
+		return next(ctx, cmd)
+	}
+}
+func (h *countHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		h.n.Add(int64(len(cmds)))
+		return next(ctx, cmds)
+	}
+}
+
+// TestClaimCostIgnoresIdleSources checks that a Claim sends the same few
+// commands whether 10 or 400 other sources feed the sink.
+func TestClaimCostIgnoresIdleSources(t *testing.T) {
+	url := localURL(t)
+	s := openStore(t, url, Options{RepairInterval: time.Hour})
+	ctx := t.Context()
+	hook := &countHook{}
+	s.rdb.AddHook(hook)
+	if _, err := s.Claim(ctx, "hook", time.Now(), 1, time.Minute); err != nil { // the first repair
+		t.Fatal(err)
+	}
+	gen := map[string]uint64{}
+	commit := func(src string, ds ...store.Delivery) {
+		t.Helper()
+		if err := s.Commit(ctx, store.Commit{Source: src, Generation: gen[src], Deliveries: ds}); err != nil {
+			t.Fatalf("Commit(%s): %v", src, err)
+		}
+		gen[src]++
+	}
+	later := time.Now().Add(time.Hour)
+	var costs []int64
+	for round, idle := range []int{10, 400} {
+		for i := len(gen); i < idle; i++ {
+			// Idle sources: a delivery due in an hour, one acked, one to another sink.
+			src := fmt.Sprintf("idle-%03d", i)
+			d := testDelivery(src+"-later", "hook", src)
+			d.Due = later
+			commit(src, d, testDelivery(src+"-other", "other", src))
+		}
+		busy := fmt.Sprintf("busy-%d", round)
+		commit(busy, testDelivery(busy+"-a", "hook", busy), testDelivery(busy+"-b", "hook", busy))
+		before := hook.n.Load()
+		ds, err := s.Claim(ctx, "hook", time.Now(), 10, time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		costs = append(costs, hook.n.Load()-before)
+		if got := ids(ds); !slices.Equal(got, []string{busy + "-a", busy + "-b"}) {
+			t.Fatalf("Claim with %d idle sources = %q, want the busy source's two", idle, got)
+		}
+	}
+	if costs[0] != costs[1] || costs[1] > 4 {
+		t.Errorf("Claim sent %d commands with 10 idle sources and %d with 400; want the same few", costs[0], costs[1])
+	}
+}
+
+// TestClaimAcrossSources checks that one Claim collects due deliveries of
+// several sources, earliest due first, and honours the limit.
+func TestClaimAcrossSources(t *testing.T) {
+	s := openStore(t, localURL(t), Options{})
+	ctx := t.Context()
+	t0 := time.Now().Truncate(time.Millisecond).Add(-time.Minute)
+	for i, src := range []string{"s1", "s2", "s3"} {
+		var ds []store.Delivery
+		for j := range 2 {
+			d := testDelivery(fmt.Sprintf("%s-%d", src, j), "hook", src)
+			d.Due = t0.Add(time.Duration(3*j+i) * time.Second) // s1-0 s2-0 s3-0 s1-1 s2-1 s3-1
+			ds = append(ds, d)
+		}
+		if err := s.Commit(ctx, store.Commit{Source: src, Generation: 0, Deliveries: ds}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ds, err := s.Claim(ctx, "hook", time.Now(), 4, time.Minute)
+	if err != nil || len(ds) != 4 {
+		t.Fatalf("Claim(4) = %q, %v; want 4", ids(ds), err)
+	}
+	for i := 1; i < len(ds); i++ {
+		if ds[i].Due.Before(ds[i-1].Due) {
+			t.Errorf("Claim order %q is not by due time", ids(ds))
+		}
+	}
+	rest, err := s.Claim(ctx, "hook", time.Now(), 10, time.Minute)
+	if err != nil || len(rest) != 2 {
+		t.Fatalf("second Claim = %q, %v; want the other 2", ids(rest), err)
+	}
+	seen := map[string]bool{}
+	for _, d := range append(ds, rest...) {
+		if seen[d.ID] {
+			t.Errorf("%s claimed twice", d.ID)
+		}
+		seen[d.ID] = true
+	}
+	// After the lease, the ready index hands them out again.
+	again, err := s.Claim(ctx, "hook", time.Now().Add(2*time.Minute), 10, time.Minute)
+	if err != nil || len(again) != 6 {
+		t.Errorf("Claim after the lease = %q, %v; want all 6", ids(again), err)
+	}
+}
+
+// TestKeysOfOneNameShareASlot checks the hash tags on a real cluster, for
+// names with braces and percent signs, and runs an outbox round with them.
+func TestKeysOfOneNameShareASlot(t *testing.T) {
+	url := clusterURL(t)
+	s := openStore(t, url, Options{})
+	ctx := t.Context()
+	names := []string{"orders", "a}b", "{x}", "}lead", "{", "}", "%7B", "%", "with space"}
+	escaped := map[string]string{}
+	for _, name := range names {
+		if e, dup := escaped[esc(name)]; dup {
+			t.Errorf("esc(%q) = esc(%q) = %q", name, e, esc(name))
+		}
+		escaped[esc(name)] = name
+		keys := []string{s.headKey(name), s.itemsKey(name), s.metaKey(name), s.outKey(name),
+			s.dueKey(name, "a{b}"), s.deadKey(name, "}")}
+		sinkKeys := []string{s.readyKey(name), s.readyVerKey(name)}
+		for _, group := range [][]string{keys, sinkKeys} {
+			var slots []int64
+			for _, k := range group {
+				slot, err := s.rdb.ClusterKeySlot(ctx, k).Result()
+				if err != nil {
+					t.Fatal(err)
+				}
+				slots = append(slots, slot)
+			}
+			if len(slices.Compact(slices.Clone(slots))) != 1 {
+				t.Errorf("keys %q hash to slots %v, want one", group, slots)
+			}
+		}
+		d := testDelivery("d-"+name, name, name)
+		if err := s.Commit(ctx, store.Commit{Source: name, Generation: 0, Meta: map[string]string{"n": name},
+			Upsert: map[string]store.Item{"k": {Fingerprint: "f", Data: json.RawMessage(`{}`)}}, Deliveries: []store.Delivery{d}}); err != nil {
+			t.Fatalf("Commit(%q): %v", name, err)
+		}
+		ds, err := s.Claim(ctx, name, time.Now(), 10, time.Minute)
+		if err != nil || len(ds) != 1 || ds[0].ID != d.ID {
+			t.Fatalf("Claim(%q) = %q, %v", name, ids(ds), err)
+		}
+		if err := s.Bury(ctx, ds[0]); err != nil {
+			t.Fatalf("Bury(%q): %v", name, err)
+		}
+	}
+	for _, name := range names {
+		st, err := s.Load(ctx, name)
+		if err != nil || st.Generation != 1 || st.Meta["n"] != name || len(st.Items) != 1 {
+			t.Errorf("Load(%q) = %+v, %v", name, st, err)
+		}
+	}
+	if n, err := s.Replay(ctx, "", nil); err != nil || n != len(names) {
+		t.Errorf("Replay all = %d, %v; want %d", n, err, len(names))
+	}
+}
+
+// TestScriptCacheFlushed checks that every path recovers when Redis has
+// forgotten the scripts (a restart, a failover, SCRIPT FLUSH).
+func TestScriptCacheFlushed(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		url  func(t testing.TB) string
+	}{{"single", localURL}, {"cluster", clusterURL}} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := openStore(t, tc.url(t), Options{})
+			ctx := t.Context()
+			flush := func() {
+				t.Helper()
+				if err := s.rdb.ScriptFlush(ctx).Err(); err != nil {
+					t.Fatalf("SCRIPT FLUSH: %v", err)
+				}
+			}
+			flush()
+			if err := s.Commit(ctx, store.Commit{Source: "src", Generation: 0,
+				Deliveries: []store.Delivery{testDelivery("d1", "hook", "src"), testDelivery("d2", "hook", "src")}}); err != nil {
+				t.Fatalf("Commit: %v", err)
+			}
+			flush()
+			ds, err := s.Claim(ctx, "hook", time.Now(), 10, time.Minute)
+			if err != nil || len(ds) != 2 {
+				t.Fatalf("Claim = %q, %v", ids(ds), err)
+			}
+			flush()
+			if err := s.Bury(ctx, ds[0]); err != nil {
+				t.Fatalf("Bury: %v", err)
+			}
+			flush()
+			if st, err := s.Stats(ctx, time.Now()); err != nil || st["hook"] != (store.SinkStats{Pending: 1, Dead: 1}) {
+				t.Errorf("Stats = %v, %v", st, err)
+			}
+			flush()
+			if dead, err := s.Dead(ctx, ""); err != nil || len(dead) != 1 {
+				t.Errorf("Dead = %q, %v", ids(dead), err)
+			}
+			flush()
+			if err := s.repair(ctx); err != nil {
+				t.Errorf("repair: %v", err)
+			}
+			flush()
+			if n, err := s.Replay(ctx, "hook", nil); err != nil || n != 1 {
+				t.Errorf("Replay = %d, %v", n, err)
+			}
+			flush()
+			if ok, err := s.TryLease(ctx, "l", "me", time.Second); err != nil || !ok {
+				t.Errorf("TryLease = %v, %v", ok, err)
+			}
+		})
+	}
+}

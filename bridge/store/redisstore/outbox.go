@@ -1,0 +1,453 @@
+package redisstore
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/pollbridge/pollbridge/bridge/store"
+)
+
+// Claim returns up to limit deliveries of sink due at now and hides them from
+// other claims until now+lease (both in whole milliseconds: due times round
+// up, now rounds down, so nothing is handed out early). limit must be positive
+// and lease longer than zero.
+//
+// Claim finds the sources with due deliveries in the sink's ready index,
+// so its cost does not grow with idle sources. Within a source the batch is
+// oldest due first, commit order among equals; across sources it is filled
+// source by source in the order of their earliest due delivery, and then
+// sorted by due time. If a source fails midway, Claim returns what it
+// claimed so far (the error shows again on the next call); with nothing
+// claimed it returns the error.
+//
+// At most every Options.RepairInterval, Claim first runs the repair pass
+// (see the package doc).
+func (s *Store) Claim(ctx context.Context, sink string, now time.Time, limit int, lease time.Duration) ([]store.Delivery, error) {
+	if limit <= 0 || lease <= 0 {
+		return nil, fmt.Errorf("claim: limit %d and lease %v must be positive", limit, lease)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("claim: %w", err)
+	}
+	if err := s.maybeRepair(ctx); err != nil {
+		return nil, fmt.Errorf("claim: %w", err)
+	}
+	nowMs, untilMs := floorMs(now), ceilMs(now.Add(lease))
+	type hit struct {
+		d     store.Delivery
+		score float64
+	}
+	var (
+		hits     []hit
+		entries  []indexEntry
+		claimErr error
+	)
+	page := int64(max(limit, 16))
+pages:
+	for offset := int64(0); len(hits) < limit; offset += page {
+		cands, err := s.rdb.ZRangeByScore(ctx, s.readyKey(sink), &redis.ZRangeBy{
+			Min: "-inf", Max: score(nowMs), Offset: offset, Count: page}).Result()
+		if err != nil {
+			claimErr = fmt.Errorf("read ready index: %w", err)
+			break
+		}
+		for _, src := range cands {
+			if len(hits) >= limit {
+				break pages
+			}
+			keys := []string{s.headKey(src), s.outKey(src), s.dueKey(src, sink)}
+			res, err := s.sc.claim.Run(ctx, s.rdb, keys, nowMs, untilMs, limit-len(hits), sink).Slice()
+			if err == nil && (len(res) != 3) {
+				err = fmt.Errorf("unexpected script reply %v", res)
+			}
+			if err != nil {
+				claimErr = fmt.Errorf("source %q: %w", src, err)
+				break pages
+			}
+			ver, _ := res[0].(string)
+			earliest, _ := res[1].(string)
+			entries = append(entries, indexEntry{src, sink, ver, earliest})
+			recs, _ := res[2].([]any)
+			for i := 0; i+1 < len(recs); i += 2 {
+				raw, _ := recs[i].(string)
+				r, err := decodeRecord(raw)
+				if err != nil {
+					claimErr = fmt.Errorf("source %q: %w", src, err)
+					continue
+				}
+				sc, _ := recs[i+1].(string)
+				f, _ := strconv.ParseFloat(sc, 64)
+				hits = append(hits, hit{r.d, f})
+			}
+		}
+		if int64(len(cands)) < page {
+			break
+		}
+	}
+	// The claims are made; an index left behind costs a wasted probe at
+	// most, and the repair pass fixes it.
+	_ = s.syncIndex(ctx, entries)
+	if len(hits) == 0 && claimErr != nil {
+		return nil, fmt.Errorf("claim: %w", claimErr)
+	}
+	slices.SortStableFunc(hits, func(a, b hit) int { return cmp.Compare(a.score, b.score) })
+	out := make([]store.Delivery, len(hits))
+	for i, h := range hits {
+		out[i] = h.d
+	}
+	return out, nil
+}
+
+// Ack removes d from the outbox. It fails with store.ErrNotFound when d is
+// not in the outbox (already acked, or dead).
+func (s *Store) Ack(ctx context.Context, d store.Delivery) error {
+	if err := s.settle(ctx, "ack", d, "", 0, ""); err != nil {
+		return fmt.Errorf("ack %q: %w", d.ID, err)
+	}
+	return nil
+}
+
+// Retry takes d.Attempts and d.LastError, ends d's claim and makes it
+// claimable at due (now, when due is zero). It fails with store.ErrNotFound
+// when d is not in the outbox.
+func (s *Store) Retry(ctx context.Context, d store.Delivery, due time.Time) error {
+	if due.IsZero() {
+		due = time.Now()
+	}
+	if err := s.settle(ctx, "retry", d, nanoString(due), ceilMs(due), d.LastError); err != nil {
+		return fmt.Errorf("retry %q: %w", d.ID, err)
+	}
+	return nil
+}
+
+// Bury takes d.Attempts and d.LastError and moves d to the dead letters of
+// its sink, stamped with the current time. It fails with store.ErrNotFound
+// when d is not in the outbox.
+func (s *Store) Bury(ctx context.Context, d store.Delivery) error {
+	now := time.Now()
+	if err := s.settle(ctx, "bury", d, nanoString(now), ceilMs(now), d.LastError); err != nil {
+		return fmt.Errorf("bury %q: %w", d.ID, err)
+	}
+	return nil
+}
+
+// settle runs the ack/retry/bury script for d. It looks for d in the outbox
+// of d.Source first (where the engine's deliveries are) and, failing that,
+// in every known source.
+func (s *Store) settle(ctx context.Context, op string, d store.Delivery, at string, atMs int64, lastErr string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if d.ID == "" {
+		return store.ErrNotFound
+	}
+	src, sink, located := d.Source, d.Sink, false
+	for range 4 {
+		if src == "" {
+			located = true
+			var r *record
+			var err error
+			if src, r, err = s.locate(ctx, d.ID); err != nil {
+				return err
+			}
+			sink = r.d.Sink
+		}
+		keys := []string{s.headKey(src), s.outKey(src), s.dueKey(src, sink), s.deadKey(src, sink)}
+		res, err := s.sc.settle.Run(ctx, s.rdb, keys, op, d.ID, sink, d.Attempts, at, atMs, lastErr).StringSlice()
+		if err != nil {
+			return err
+		}
+		switch {
+		case len(res) == 3 && res[0] == "ok":
+			if op == "retry" {
+				_ = s.syncIndex(ctx, []indexEntry{{src, sink, res[1], res[2]}}) // else repaired later
+			}
+			return nil
+		case len(res) == 1 && res[0] == "dead":
+			return fmt.Errorf("it is a dead letter: %w", store.ErrNotFound)
+		case len(res) == 2 && res[0] == "sink":
+			sink = res[1]
+		case len(res) == 1 && res[0] == "missing":
+			if located {
+				return store.ErrNotFound
+			}
+			src = ""
+		default:
+			return fmt.Errorf("unexpected script reply %q", res)
+		}
+	}
+	return store.ErrNotFound // it kept moving: it was acked or buried meanwhile
+}
+
+// locate finds the source whose outbox holds delivery id, scanning every
+// known source. It returns store.ErrNotFound when none does.
+func (s *Store) locate(ctx context.Context, id string) (string, *record, error) {
+	var found string
+	var rec *record
+	errFound := errors.New("found")
+	err := s.forSources(ctx, func(batch []string) error {
+		cmds := make([]*redis.StringCmd, len(batch))
+		_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i, src := range batch {
+				cmds[i] = p.HGet(ctx, s.outKey(src), id)
+			}
+			return nil
+		})
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return err
+		}
+		for i, c := range cmds {
+			v, err := c.Result()
+			if errors.Is(err, redis.Nil) {
+				continue
+			}
+			if err != nil {
+				return err // a node of a cluster may fail alone
+			}
+			r, err := decodeRecord(v)
+			if err != nil {
+				return err
+			}
+			found, rec = batch[i], r
+			return errFound
+		}
+		return nil
+	})
+	switch {
+	case errors.Is(err, errFound):
+		return found, rec, nil
+	case err != nil:
+		return "", nil, fmt.Errorf("look up delivery: %w", err)
+	}
+	return "", nil, store.ErrNotFound
+}
+
+// deadRecord is a dead letter and the source whose outbox holds it.
+type deadRecord struct {
+	source string
+	r      *record
+}
+
+// Dead lists the dead letters of sink, or of every sink when sink is "",
+// in the order they died. It reads every known source.
+func (s *Store) Dead(ctx context.Context, sink string) ([]store.Delivery, error) {
+	recs, err := s.deadRecords(ctx, sink)
+	if err != nil {
+		return nil, fmt.Errorf("list dead letters: %w", err)
+	}
+	out := make([]store.Delivery, len(recs))
+	for i, r := range recs {
+		out[i] = r.r.d
+	}
+	return out, nil
+}
+
+func (s *Store) deadRecords(ctx context.Context, sink string) ([]deadRecord, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	var out []deadRecord
+	err := s.forSources(ctx, func(batch []string) error {
+		sinks := map[string][]string{}
+		if sink == "" {
+			var err error
+			if sinks, err = s.sourceSinks(ctx, batch); err != nil {
+				return err
+			}
+		} else {
+			for _, src := range batch {
+				sinks[src] = []string{sink}
+			}
+		}
+		type listed struct {
+			source string
+			cmd    *redis.Cmd
+		}
+		var ls []listed
+		_, err := s.pipeScripts(ctx, func(p redis.Pipeliner) {
+			ls = ls[:0]
+			for _, src := range batch {
+				if len(sinks[src]) == 0 {
+					continue
+				}
+				keys := []string{s.outKey(src)}
+				for _, k := range sinks[src] {
+					keys = append(keys, s.deadKey(src, k))
+				}
+				ls = append(ls, listed{src, s.sc.dead.EvalSha(ctx, p, keys)})
+			}
+		})
+		if err != nil {
+			return err
+		}
+		for _, l := range ls {
+			raws, err := l.cmd.StringSlice()
+			if err != nil {
+				return fmt.Errorf("source %q: %w", l.source, err)
+			}
+			for _, raw := range raws {
+				r, err := decodeRecord(raw)
+				if err != nil {
+					return fmt.Errorf("source %q: %w", l.source, err)
+				}
+				if !r.d.Dead.IsZero() {
+					out = append(out, deadRecord{l.source, r})
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	slices.SortStableFunc(out, func(a, b deadRecord) int {
+		return cmp.Or(a.r.d.Dead.Compare(b.r.d.Dead), cmp.Compare(a.source, b.source), cmp.Compare(a.r.seq, b.r.seq))
+	})
+	return out, nil
+}
+
+// Replay moves dead letters back into the outbox, due now, with Attempts 0
+// (LastError is kept for the record). ids selects them by delivery ID, and
+// then sink, if not "", must be theirs; nil ids selects every dead letter of
+// sink ("" = every sink). An id that is not a dead letter fails Replay with
+// store.ErrNotFound before anything moves. Dead letters of one source move
+// atomically; those of several sources move source by source.
+func (s *Store) Replay(ctx context.Context, sink string, ids []string) (int, error) {
+	n, err := s.replay(ctx, sink, ids)
+	if err != nil {
+		return n, fmt.Errorf("replay: %w", err)
+	}
+	return n, nil
+}
+
+func (s *Store) replay(ctx context.Context, sink string, ids []string) (int, error) {
+	recs, err := s.deadRecords(ctx, sink)
+	if err != nil {
+		return 0, err
+	}
+	type pair struct{ source, sink string }
+	groups := map[pair][]any{}
+	var order []pair
+	add := func(r deadRecord) {
+		p := pair{r.source, r.r.d.Sink}
+		if _, ok := groups[p]; !ok {
+			order = append(order, p)
+		}
+		groups[p] = append(groups[p], r.r.d.ID)
+	}
+	if ids == nil {
+		for _, r := range recs {
+			add(r)
+		}
+		for p := range groups {
+			groups[p] = nil // the script moves every dead letter of the pair
+		}
+	} else {
+		byID := map[string][]deadRecord{}
+		for _, r := range recs {
+			byID[r.r.d.ID] = append(byID[r.r.d.ID], r)
+		}
+		seen := map[string]bool{}
+		for _, id := range ids {
+			if seen[id] {
+				continue
+			}
+			seen[id] = true
+			if len(byID[id]) == 0 {
+				return 0, fmt.Errorf("dead letter %q: %w", id, store.ErrNotFound)
+			}
+			for _, r := range byID[id] {
+				add(r)
+			}
+		}
+	}
+	now := time.Now().Truncate(time.Millisecond)
+	n := 0
+	var entries []indexEntry
+	defer func() { _ = s.syncIndex(context.WithoutCancel(ctx), entries) }()
+	for _, p := range order {
+		keys := []string{s.headKey(p.source), s.outKey(p.source), s.dueKey(p.source, p.sink), s.deadKey(p.source, p.sink)}
+		args := append([]any{p.sink, nanoString(now), score(ceilMs(now))}, groups[p]...)
+		res, err := s.sc.replay.Run(ctx, s.rdb, keys, args...).Slice()
+		if err != nil {
+			return n, err
+		}
+		if len(res) == 2 && res[0] == "missing" {
+			return n, fmt.Errorf("dead letter %v: %w (it moved meanwhile)", res[1], store.ErrNotFound)
+		}
+		if len(res) != 4 || res[0] != "ok" {
+			return n, fmt.Errorf("unexpected script reply %v", res)
+		}
+		moved, _ := res[1].(int64)
+		n += int(moved)
+		ver, _ := res[2].(string)
+		earliest, _ := res[3].(string)
+		entries = append(entries, indexEntry{p.source, p.sink, ver, earliest})
+	}
+	return n, nil
+}
+
+// Stats counts the outbox per sink, reading every known source. Every sink
+// that ever had a delivery is listed, with zero counts when it has none now.
+// now is not used: counts do not depend on due times.
+func (s *Store) Stats(ctx context.Context, now time.Time) (map[string]store.SinkStats, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("stats: %w", err)
+	}
+	out := map[string]store.SinkStats{}
+	err := s.forSources(ctx, func(batch []string) error {
+		sinks, err := s.sourceSinks(ctx, batch)
+		if err != nil {
+			return err
+		}
+		type counted struct {
+			source string
+			cmd    *redis.Cmd
+		}
+		var cs []counted
+		_, err = s.pipeScripts(ctx, func(p redis.Pipeliner) {
+			cs = cs[:0]
+			for _, src := range batch {
+				if len(sinks[src]) == 0 {
+					continue
+				}
+				keys := []string{s.headKey(src)}
+				args := make([]any, 0, len(sinks[src]))
+				for _, k := range sinks[src] {
+					keys = append(keys, s.dueKey(src, k), s.deadKey(src, k))
+					args = append(args, k)
+				}
+				cs = append(cs, counted{src, s.sc.stats.EvalSha(ctx, p, keys, args...)})
+			}
+		})
+		if err != nil {
+			return err
+		}
+		for _, c := range cs {
+			vals, err := c.cmd.Int64Slice()
+			if err != nil || len(vals) != 3*len(sinks[c.source]) {
+				return fmt.Errorf("count source %q: unexpected reply %v: %w", c.source, vals, err)
+			}
+			for i, k := range sinks[c.source] {
+				live, retrying, dead := vals[3*i], vals[3*i+1], vals[3*i+2]
+				st := out[k]
+				st.Pending += int(live - retrying)
+				st.Retrying += int(retrying)
+				st.Dead += int(dead)
+				out[k] = st
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("stats: %w", err)
+	}
+	return out, nil
+}

@@ -1,0 +1,260 @@
+package redisstore
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
+
+	"github.com/pollbridge/pollbridge/bridge/store"
+)
+
+// DefaultPrefix starts every key when Options.Prefix is empty.
+const DefaultPrefix = "pollbridge:"
+
+// DefaultRepairInterval is how often, at most, the ready index is rebuilt
+// when Options.RepairInterval is zero.
+const DefaultRepairInterval = 10 * time.Second
+
+// Client defaults, used unless the URL sets them as query parameters
+// (dial_timeout, read_timeout, write_timeout, max_retries, dialer_retries).
+const (
+	defaultDialTimeout = 2 * time.Second
+	defaultIOTimeout   = 2 * time.Second
+)
+
+// scanBatch is how many sources one round of a scan over all sources
+// (repair, stats, dead letters, lookups by id) handles per pipeline.
+const scanBatch = 256
+
+// Options configures Open.
+type Options struct {
+	// URL is redis://[user:password@]host:port[/db] (rediss:// for TLS) for
+	// one Redis server. One or more ?addr=host:port parameters make it a
+	// Redis Cluster client seeded with host:port and every addr. The
+	// go-redis query parameters (dial_timeout, read_timeout, pool_size, ...)
+	// are honoured.
+	URL string
+	// Prefix starts every key; default DefaultPrefix. It must not contain
+	// '{' or '}' (they would change the hash slots).
+	Prefix string
+	// RepairInterval is how often, at most, a Claim rebuilds the ready
+	// index from the set of known sources (see the package doc); default
+	// DefaultRepairInterval. The replicas sharing a Redis take turns, so
+	// the whole fleet repairs about once per interval. A delivery whose
+	// ready index update was lost (a replica died right after its commit)
+	// is claimable again within about one interval.
+	RepairInterval time.Duration
+}
+
+// Store is the Redis-backed store.Store. Its methods are safe for
+// concurrent use, and any number of Stores (in any number of processes)
+// may share one Redis and prefix.
+type Store struct {
+	rdb         redis.UniversalClient
+	prefix      string
+	owner       string // identifies this Store in the repair lease
+	repairEvery time.Duration
+	sc          *scripts
+
+	// nextRepair is when (UnixNano) Claim next tries a repair pass.
+	nextRepair atomic.Int64
+	// skipSync, a test hook, makes Commit leave the ready index alone, as
+	// a replica that crashes right after the commit would.
+	skipSync atomic.Bool
+}
+
+var _ store.Store = (*Store)(nil)
+
+// Open connects to the Redis (or Redis Cluster) at opts.URL and checks that
+// it answers within ctx. Errors never quote the URL (it may hold a
+// password). The Store reconnects by itself after Redis restarts; without
+// persistence (appendonly yes, appendfsync everysec) a restart loses every
+// state, outbox entry and lease.
+func Open(ctx context.Context, opts Options) (*Store, error) {
+	prefix := opts.Prefix
+	if prefix == "" {
+		prefix = DefaultPrefix
+	}
+	if strings.ContainsAny(prefix, "{}") {
+		return nil, errors.New("open redis store: prefix must not contain '{' or '}'")
+	}
+	rdb, err := newClient(opts.URL)
+	if err != nil {
+		return nil, fmt.Errorf("open redis store: %w", err)
+	}
+	var id [8]byte
+	rand.Read(id[:])
+	s := &Store{
+		rdb:         rdb,
+		prefix:      prefix,
+		owner:       hex.EncodeToString(id[:]),
+		repairEvery: opts.RepairInterval,
+		sc:          newScripts(),
+	}
+	if s.repairEvery <= 0 {
+		s.repairEvery = DefaultRepairInterval
+	}
+	if err := rdb.Ping(ctx).Err(); err != nil {
+		rdb.Close()
+		return nil, fmt.Errorf("open redis store: ping: %w", err)
+	}
+	return s, nil
+}
+
+// newClient builds a single-node or a cluster client from a URL.
+func newClient(raw string) (redis.UniversalClient, error) {
+	if raw == "" {
+		return nil, errors.New("no redis url")
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // url.Error quotes the URL, password and all
+		}
+		return nil, fmt.Errorf("parse redis url: %w", err)
+	}
+	q := u.Query()
+	noMaint := &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
+	if q.Has("addr") {
+		o, err := redis.ParseClusterURL(raw)
+		if err != nil {
+			return nil, fmt.Errorf("parse redis cluster url: %w", err)
+		}
+		setDefaults(q, &o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.MaxRetries, &o.DialerRetries)
+		o.ContextTimeoutEnabled = true
+		o.MaintNotificationsConfig = noMaint
+		return redis.NewClusterClient(o), nil
+	}
+	o, err := redis.ParseURL(raw)
+	if err != nil {
+		return nil, fmt.Errorf("parse redis url: %w", err)
+	}
+	setDefaults(q, &o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.MaxRetries, &o.DialerRetries)
+	o.ContextTimeoutEnabled = true
+	o.MaintNotificationsConfig = noMaint
+	return redis.NewClient(o), nil
+}
+
+// setDefaults applies the client defaults the URL does not override: 2s to
+// dial, read and write, one dial attempt and no command retries (a command
+// that failed is reported; the engine retries on its own schedule, and a
+// blind retry of a claim would hide deliveries until their lease ends).
+func setDefaults(q url.Values, dial, read, write *time.Duration, retries, dialRetries *int) {
+	if !q.Has("dial_timeout") {
+		*dial = defaultDialTimeout
+	}
+	if !q.Has("read_timeout") {
+		*read = defaultIOTimeout
+	}
+	if !q.Has("write_timeout") {
+		*write = defaultIOTimeout
+	}
+	if !q.Has("max_retries") {
+		*retries = -1
+	}
+	if !q.Has("dialer_retries") {
+		*dialRetries = 1
+	}
+}
+
+// Close closes the connections to Redis.
+func (s *Store) Close() error {
+	if err := s.rdb.Close(); err != nil {
+		return fmt.Errorf("close redis store: %w", err)
+	}
+	return nil
+}
+
+// TryLease implements store.Store with SET NX PX; the holder extends its
+// lease with a compare-and-PEXPIRE. ttl is rounded up to whole milliseconds.
+func (s *Store) TryLease(ctx context.Context, name, owner string, ttl time.Duration) (bool, error) {
+	if name == "" || owner == "" || ttl <= 0 {
+		return false, errors.New("try lease: name, owner and a positive ttl are required")
+	}
+	if err := ctx.Err(); err != nil {
+		return false, fmt.Errorf("try lease %q: %w", name, err)
+	}
+	n, err := s.sc.lease.Run(ctx, s.rdb, []string{s.leaseKey(name)}, owner, (ttl + time.Millisecond - 1).Milliseconds()).Int()
+	if err != nil {
+		return false, fmt.Errorf("try lease %q: %w", name, err)
+	}
+	return n == 1, nil
+}
+
+// Key names; see the package doc.
+
+// esc makes a name safe inside a hash tag: it escapes '%', '{' and '}', so
+// that every key of one source or sink hashes to the same slot and distinct
+// names give distinct keys.
+func esc(name string) string {
+	if !strings.ContainsAny(name, "%{}") {
+		return name
+	}
+	r := strings.NewReplacer("%", "%25", "{", "%7B", "}", "%7D")
+	return r.Replace(name)
+}
+
+// srcKey names a key of source in the source's slot.
+func (s *Store) srcKey(source, suffix string) string {
+	return s.prefix + "{" + esc(source) + "}:" + suffix
+}
+
+func (s *Store) headKey(source string) string  { return s.srcKey(source, "head") }
+func (s *Store) itemsKey(source string) string { return s.srcKey(source, "items") }
+func (s *Store) metaKey(source string) string  { return s.srcKey(source, "meta") }
+func (s *Store) outKey(source string) string   { return s.srcKey(source, "out") }
+func (s *Store) dueKey(source, sink string) string {
+	return s.srcKey(source, "due:"+esc(sink))
+}
+func (s *Store) deadKey(source, sink string) string {
+	return s.srcKey(source, "dead:"+esc(sink))
+}
+
+// sinkKey names a key of sink in the sink's slot.
+func (s *Store) sinkKey(sink, suffix string) string {
+	return s.prefix + "sink:{" + esc(sink) + "}:" + suffix
+}
+
+func (s *Store) readyKey(sink string) string    { return s.sinkKey(sink, "ready") }
+func (s *Store) readyVerKey(sink string) string { return s.sinkKey(sink, "rver") }
+func (s *Store) sourcesKey() string             { return s.prefix + "sources" }
+func (s *Store) repairKey() string              { return s.prefix + "repair" }
+func (s *Store) leaseKey(name string) string    { return s.prefix + "lease:" + name }
+
+// pipeScripts runs fill's commands in one pipeline; when a script is
+// missing from the server's cache (a restart, a failover), it loads every
+// script and runs the pipeline once more. Only idempotent pipelines may use
+// it. It returns the commands; their errors are left to the caller.
+func (s *Store) pipeScripts(ctx context.Context, fill func(p redis.Pipeliner)) ([]redis.Cmder, error) {
+	for attempt := 0; ; attempt++ {
+		cmds, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			fill(p)
+			return nil
+		})
+		if err == nil || attempt > 0 || !anyNoScript(cmds) {
+			return cmds, err
+		}
+		if lerr := s.sc.load(ctx, s.rdb); lerr != nil {
+			return cmds, lerr
+		}
+	}
+}
+
+func anyNoScript(cmds []redis.Cmder) bool {
+	for _, c := range cmds {
+		if err := c.Err(); errors.Is(err, redis.ErrNoScript) || redis.HasErrorPrefix(err, "NOSCRIPT") {
+			return true
+		}
+	}
+	return false
+}

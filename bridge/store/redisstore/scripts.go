@@ -1,0 +1,319 @@
+package redisstore
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// The scripts below are the only writers of a source's keys. Each one
+// declares every key it touches in KEYS, and all KEYS of one call share one
+// hash slot: the source's ({source}) or, for the ready index, the sink's.
+//
+// Delivery records are parsed in Lua (parse/build) as well as in Go
+// (decodeRecord); the two must agree with the layout in doc.go.
+
+// luaPrelude holds the helpers every source-slot script shares.
+const luaPrelude = `
+if redis.replicate_commands then redis.replicate_commands() end
+
+-- parse splits a delivery record into its fields (see doc.go).
+local function parse(r)
+  local f, pos, n = {}, 3, #r
+  while pos <= n do
+    local c = string.find(r, ':', pos, true)
+    local len = tonumber(string.sub(r, pos, c - 1))
+    f[#f + 1] = string.sub(r, c + 1, c + len)
+    pos = c + len + 1
+  end
+  return f
+end
+
+local function build(f)
+  local parts = {'1|'}
+  for i = 1, #f do parts[#parts + 1] = #f[i] .. ':' .. f[i] end
+  return table.concat(parts)
+end
+
+-- member is the due/dead ZSET member of a record: 20-digit seq, then the id.
+local function member(seq, id)
+  return string.rep('0', 20 - #seq) .. seq .. id
+end
+
+-- bump gives the (source, sink) pair a new index version: Redis time in
+-- microseconds, and always above the last one. It is stored only while the
+-- source's head exists, so probing a vanished source creates nothing.
+local function bump(head, sink)
+  local t = redis.call('TIME')
+  local v = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  local old = tonumber(redis.call('HGET', head, 'v:' .. sink) or '0')
+  if v <= old then v = old + 1 end
+  local s = string.format('%.0f', v)
+  if redis.call('EXISTS', head) == 1 then redis.call('HSET', head, 'v:' .. sink, s) end
+  return s
+end
+
+-- earliest is the lowest score in a due ZSET, '' when it is empty.
+local function earliest(due)
+  local m = redis.call('ZRANGE', due, 0, 0, 'WITHSCORES')
+  if #m == 0 then return '' end
+  return m[2]
+end
+
+-- retrying reports whether a record's attempts field counts as a retry.
+local function retrying(attempts) return tonumber(attempts) > 0 end
+
+-- counter adds n to the count of retrying deliveries of sink.
+local function counter(head, sink, n)
+  if n ~= 0 then
+    local v = redis.call('HINCRBY', head, 'r:' .. sink, n)
+    if v <= 0 then redis.call('HDEL', head, 'r:' .. sink) end
+  end
+end
+`
+
+// commitLua applies a commit. KEYS: head, items, meta, out, then one due
+// ZSET per sink. ARGV: expected generation, replace meta (1/0), number of
+// deletes, upserts, meta entries and deliveries, the sink names (as many as
+// due keys), then the deletes, upsert pairs, meta pairs, and per delivery:
+// sink index (1-based), id, score, record tail (everything after the seq).
+// It returns {'conflict', stored generation} or {'ok', sink, version,
+// earliest, ...} for every sink that got a delivery.
+const commitLua = luaPrelude + `
+local gen = redis.call('HGET', KEYS[1], 'gen') or '0'
+if gen ~= ARGV[1] then return {'conflict', gen} end
+local nsinks = #KEYS - 4
+local ndel, nup, nmeta, ndeliv = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local i = 7 + nsinks
+local function chunked(cmd, key, n, width)
+  local per = 500 * width
+  local last = i + n * width - 1
+  while i <= last do
+    local j = math.min(i + per - 1, last)
+    redis.call(cmd, key, unpack(ARGV, i, j))
+    i = j + 1
+  end
+end
+chunked('HDEL', KEYS[2], ndel, 1)
+chunked('HSET', KEYS[2], nup, 2)
+if ARGV[2] == '1' then redis.call('DEL', KEYS[3]) end
+chunked('HSET', KEYS[3], nmeta, 2)
+redis.call('HINCRBY', KEYS[1], 'gen', 1)
+local touched = {}
+for _ = 1, ndeliv do
+  local k, id, sc, tail = tonumber(ARGV[i]), ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  i = i + 4
+  if redis.call('HEXISTS', KEYS[4], id) == 0 then
+    local seq = string.format('%d', redis.call('HINCRBY', KEYS[1], 'seq', 1))
+    local rec = '1|' .. #seq .. ':' .. seq .. tail
+    redis.call('HSET', KEYS[4], id, rec)
+    redis.call('ZADD', KEYS[4 + k], sc, member(seq, id))
+    local c = string.find(tail, ':', 1, true)
+    local attempts = string.sub(tail, c + 1, c + tonumber(string.sub(tail, 1, c - 1)))
+    if retrying(attempts) then counter(KEYS[1], ARGV[6 + k], 1) end
+    touched[k] = true
+  end
+end
+local res = {'ok'}
+for k = 1, nsinks do
+  if touched[k] then
+    local sink = ARGV[6 + k]
+    res[#res + 1] = sink
+    res[#res + 1] = bump(KEYS[1], sink)
+    res[#res + 1] = earliest(KEYS[4 + k])
+  end
+end
+return res
+`
+
+// claimLua claims due deliveries of one (source, sink). KEYS: head, out,
+// due. ARGV: now (ms), lease end (ms), limit, sink. It returns {version,
+// earliest, {record, score, record, score, ...}}.
+const claimLua = luaPrelude + `
+local ms = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', ARGV[1], 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[3]))
+local out = {}
+for j = 1, #ms, 2 do
+  local m = ms[j]
+  local r = redis.call('HGET', KEYS[2], string.sub(m, 21))
+  if r then
+    redis.call('ZADD', KEYS[3], ARGV[2], m)
+    out[#out + 1] = r
+    out[#out + 1] = ms[j + 1]
+  else
+    redis.call('ZREM', KEYS[3], m)
+  end
+end
+local v = bump(KEYS[1], ARGV[4])
+return {v, earliest(KEYS[3]), out}
+`
+
+// settleLua finishes a delivery: ack, retry or bury. KEYS: head, out, due,
+// dead. ARGV: op (ack/retry/bury), id, sink, attempts, time (due or dead,
+// UnixNano), score (ms), last error. It returns {'missing'}, {'dead'},
+// {'sink', actual sink} or {'ok', version, earliest}.
+const settleLua = luaPrelude + `
+local op, id, sink = ARGV[1], ARGV[2], ARGV[3]
+local r = redis.call('HGET', KEYS[2], id)
+if not r then return {'missing'} end
+local f = parse(r)
+if f[6] ~= sink then return {'sink', f[6]} end
+if f[4] ~= '' then return {'dead'} end
+local m = member(f[1], id)
+local was = retrying(f[2]) and 1 or 0
+if op == 'ack' then
+  redis.call('ZREM', KEYS[3], m)
+  redis.call('HDEL', KEYS[2], id)
+  counter(KEYS[1], sink, -was)
+elseif op == 'retry' then
+  f[2], f[3], f[5] = ARGV[4], ARGV[5], ARGV[7]
+  redis.call('HSET', KEYS[2], id, build(f))
+  redis.call('ZADD', KEYS[3], ARGV[6], m)
+  counter(KEYS[1], sink, (retrying(f[2]) and 1 or 0) - was)
+else
+  f[2], f[4], f[5] = ARGV[4], ARGV[5], ARGV[7]
+  redis.call('ZREM', KEYS[3], m)
+  redis.call('HSET', KEYS[2], id, build(f))
+  redis.call('ZADD', KEYS[4], ARGV[6], m)
+  counter(KEYS[1], sink, -was)
+end
+local v = bump(KEYS[1], sink)
+return {'ok', v, earliest(KEYS[3])}
+`
+
+// replayLua moves dead letters of one (source, sink) back to its due ZSET.
+// KEYS: head, out, due, dead. ARGV: sink, now (UnixNano), now (ms), then the
+// ids; no ids means every dead letter. With ids it moves all or nothing and
+// returns {'missing', id} for one that is not a dead letter of sink here.
+// It returns {'ok', moved, version, earliest}.
+const replayLua = luaPrelude + `
+local sink = ARGV[1]
+local ids = {}
+local all = #ARGV < 4
+if all then
+  for _, m in ipairs(redis.call('ZRANGE', KEYS[4], 0, -1)) do ids[#ids + 1] = string.sub(m, 21) end
+else
+  for j = 4, #ARGV do ids[#ids + 1] = ARGV[j] end
+end
+local recs = {}
+for _, id in ipairs(ids) do
+  local r = redis.call('HGET', KEYS[2], id)
+  local f = r and parse(r)
+  if not f or f[4] == '' or f[6] ~= sink then
+    if not all then return {'missing', id} end
+  else
+    recs[#recs + 1] = f
+  end
+end
+for _, f in ipairs(recs) do
+  local m = member(f[1], f[7])
+  redis.call('ZREM', KEYS[4], m)
+  f[2], f[3], f[4] = '0', ARGV[2], ''
+  redis.call('HSET', KEYS[2], f[7], build(f))
+  redis.call('ZADD', KEYS[3], ARGV[3], m)
+end
+if all then
+  -- drop index entries whose record is gone
+  for _, m in ipairs(redis.call('ZRANGE', KEYS[4], 0, -1)) do redis.call('ZREM', KEYS[4], m) end
+end
+local v = bump(KEYS[1], sink)
+return {'ok', #recs, v, earliest(KEYS[3])}
+`
+
+// peekLua reads the index state of some sinks of one source without
+// changing it. KEYS: head, then one due ZSET per sink. ARGV: the sinks. It
+// returns {version, earliest, ...} per sink (an empty version: no such sink).
+const peekLua = `
+local res = {}
+for j = 1, #ARGV do
+  res[#res + 1] = redis.call('HGET', KEYS[1], 'v:' .. ARGV[j]) or ''
+  local m = redis.call('ZRANGE', KEYS[1 + j], 0, 0, 'WITHSCORES')
+  res[#res + 1] = m[2] or ''
+end
+return res
+`
+
+// statsLua counts the outbox of some sinks of one source. KEYS: head, then
+// a due and a dead ZSET per sink. ARGV: the sinks. It returns {live,
+// retrying, dead, ...} per sink.
+const statsLua = `
+local res = {}
+for j = 1, #ARGV do
+  res[#res + 1] = redis.call('ZCARD', KEYS[2 * j])
+  res[#res + 1] = tonumber(redis.call('HGET', KEYS[1], 'r:' .. ARGV[j]) or '0')
+  res[#res + 1] = redis.call('ZCARD', KEYS[2 * j + 1])
+end
+return res
+`
+
+// deadLua lists dead letters. KEYS: out, then dead ZSETs. It returns the
+// records, in index order per ZSET.
+const deadLua = `
+local res = {}
+for j = 2, #KEYS do
+  for _, m in ipairs(redis.call('ZRANGE', KEYS[j], 0, -1)) do
+    local r = redis.call('HGET', KEYS[1], string.sub(m, 21))
+    if r then res[#res + 1] = r end
+  end
+end
+return res
+`
+
+// syncLua records one (source, sink) entry of a sink's ready index, unless
+// a newer version was recorded already. KEYS: ready ZSET, versions hash.
+// ARGV: source, version, earliest (empty removes the source). It returns 1 when
+// it applied the update.
+const syncLua = `
+local old = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')
+if tonumber(ARGV[2]) <= old then return 0 end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+if ARGV[3] == '' then redis.call('ZREM', KEYS[1], ARGV[1]) else redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1]) end
+return 1
+`
+
+// leaseLua takes or extends a lease. KEYS: lease. ARGV: owner, ttl (ms).
+const leaseLua = `
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+`
+
+// unleaseLua drops a lease if owner holds it. KEYS: lease. ARGV: owner.
+const unleaseLua = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+`
+
+// scripts holds the Store's compiled scripts.
+type scripts struct {
+	commit, claim, settle, replay, peek, stats, dead, sync, lease, unlease *redis.Script
+}
+
+func newScripts() *scripts {
+	return &scripts{
+		commit:  redis.NewScript(commitLua),
+		claim:   redis.NewScript(claimLua),
+		settle:  redis.NewScript(settleLua),
+		replay:  redis.NewScript(replayLua),
+		peek:    redis.NewScript(peekLua),
+		stats:   redis.NewScript(statsLua),
+		dead:    redis.NewScript(deadLua),
+		sync:    redis.NewScript(syncLua),
+		lease:   redis.NewScript(leaseLua),
+		unlease: redis.NewScript(unleaseLua),
+	}
+}
+
+// load loads every script on every node (after a restart or failover the
+// script cache is empty).
+func (sc *scripts) load(ctx context.Context, c redis.Scripter) error {
+	for _, s := range []*redis.Script{sc.commit, sc.claim, sc.settle, sc.replay, sc.peek, sc.stats, sc.dead, sc.sync, sc.lease, sc.unlease} {
+		if err := s.Load(ctx, c).Err(); err != nil {
+			return fmt.Errorf("load scripts: %w", err)
+		}
+	}
+	return nil
+}
