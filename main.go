@@ -34,6 +34,7 @@ import (
 	"github.com/pollbridge/pollbridge/bridge/config"
 	"github.com/pollbridge/pollbridge/bridge/store"
 	"github.com/pollbridge/pollbridge/bridge/store/boltstore"
+	"github.com/pollbridge/pollbridge/bridge/store/redisstore"
 	"github.com/pollbridge/pollbridge/sinks"
 	"github.com/pollbridge/pollbridge/sources"
 )
@@ -187,8 +188,9 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	logger := newLogger(cfg.Log, stderr)
 
 	srcs := map[string]bridge.Source{}
+	reg := sources.NewRegistry(cfg, logger) // shares per-host rate limits
 	for _, sc := range cfg.Sources {
-		s, err := sources.New(sc, nil)
+		s, err := reg.New(sc, nil)
 		if err != nil {
 			return fmt.Errorf("source %s: %w", sc.Name, err)
 		}
@@ -202,7 +204,7 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 		}
 		snks[sc.Name] = s
 	}
-	st, err := boltstore.Open(cfg.State.Path, boltstore.Options{})
+	st, err := openRunStore(ctx, cfg, logger)
 	if err != nil {
 		return err
 	}
@@ -215,8 +217,36 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 		<-ctx.Done()
 		stop() // a second signal kills the process at once
 	}()
-	logger.Info("state", "backend", "bolt", "path", cfg.State.Path)
 	return eng.Run(ctx)
+}
+
+// openRunStore opens the configured store for the daemon. Redis may come up
+// after pollbridge (a sidecar starts with its pod): the daemon waits for it,
+// logging, until ctx ends.
+func openRunStore(ctx context.Context, cfg *config.Config, logger *slog.Logger) (store.Store, error) {
+	r := cfg.State.Redis
+	if r == nil {
+		st, err := boltstore.Open(cfg.State.Path, boltstore.Options{})
+		if err == nil {
+			logger.Info("state", "backend", "bolt", "path", cfg.State.Path)
+		}
+		return st, err
+	}
+	wait := time.Second
+	for {
+		st, err := redisstore.Open(ctx, redisstore.Options{URL: r.URL, Prefix: r.Prefix})
+		if err == nil {
+			logger.Info("state", "backend", "redis", "prefix", r.Prefix)
+			return st, nil
+		}
+		logger.Error("waiting for Redis", "err", err, "retry_in", wait)
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("open state: %w", err)
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 30*time.Second)
+	}
 }
 
 // newLogger builds the slog logger the configuration asks for.
@@ -232,9 +262,14 @@ func newLogger(lc config.Log, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
-// openState opens the state file for a CLI command. A missing file is an
+// openState opens the store for a CLI command. A missing state file is an
 // empty state for read-only commands (nil store, no error).
 func openState(cfg *config.Config, readOnly bool) (store.Store, error) {
+	if r := cfg.State.Redis; r != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		return redisstore.Open(ctx, redisstore.Options{URL: r.URL, Prefix: r.Prefix})
+	}
 	if readOnly {
 		if _, err := os.Stat(cfg.State.Path); errors.Is(err, fs.ErrNotExist) {
 			return nil, nil
@@ -275,7 +310,7 @@ func cmdPoll(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 		return fmt.Errorf("no source %q in %s (sources: %s)", name, cfg.Path, strings.Join(names, ", "))
 	}
-	src, err := sources.New(sc, nil)
+	src, err := sources.NewRegistry(cfg, newLogger(cfg.Log, stderr)).New(sc, nil)
 	if err != nil {
 		return fmt.Errorf("source %s: %w", name, err)
 	}
@@ -295,7 +330,10 @@ func cmdPoll(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return fmt.Errorf("source %s: %w", name, err)
 	}
-	fmt.Fprintf(stdout, "source %s: %s, %d page(s), %d item(s)\n", name, sc.URL, snap.Pages, len(snap.Items))
+	fmt.Fprintf(stdout, "source %s: %d page(s), %d item(s)\n", name, snap.Pages, len(snap.Items))
+	for _, line := range sources.Describe(snap.Requests) {
+		fmt.Fprintf(stdout, "  %s\n", line)
+	}
 	for _, it := range snap.Items {
 		fmt.Fprintf(stdout, "  %-12s %s\n", it.Key, it.Data)
 	}
@@ -311,6 +349,15 @@ func cmdPoll(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if diff.HeldDeletes > 0 {
 		fmt.Fprintf(stdout, "%d deletion(s) would be held back by max_delete_ratio until the next poll confirms them\n", diff.HeldDeletes)
 	}
+	if diff.PendingDeletes > 0 {
+		fmt.Fprintf(stdout, "%d missing item(s) not deleted yet: delete_after wants more absent polls\n", diff.PendingDeletes)
+	}
+	if diff.Suppressed > 0 {
+		fmt.Fprintf(stdout, "%d change(s) detected but not sent (events / filter)\n", diff.Suppressed)
+	}
+	for _, err := range diff.FilterErrors {
+		fmt.Fprintf(stdout, "filter failed (the event is sent anyway): %v\n", err)
+	}
 	fmt.Fprintf(stdout, "%d event(s) would be sent to %s (nothing committed):\n", len(diff.Events), strings.Join(sc.Sinks, ", "))
 	for i := range diff.Events {
 		body, err := sinks.Encode(&diff.Events[i])
@@ -324,8 +371,9 @@ func cmdPoll(ctx context.Context, args []string, stdout, stderr io.Writer) error
 
 func cmdDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	const help = "Dead letters are events a sink refused for good (4xx) or that ran out of retries.\n" +
-		"They are kept in the state file until replayed. A running daemon holds the state\n" +
-		"file locked: stop it before using these commands."
+		"They are kept in the store until replayed. With Redis state these commands work\n" +
+		"while the daemons run; a running daemon holds an embedded state file locked: stop it\n" +
+		"first."
 	if len(args) == 0 || (args[0] != "list" && args[0] != "replay") {
 		fmt.Fprintf(stderr, "Usage: pollbridge dlq list|replay [flags]\n\n%s\n", help)
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help") {

@@ -210,13 +210,15 @@ func (a *demoAPI) snapshot() map[string]float64 {
 // hookReceiver verifies and records webhooks; it can hang or fail on demand.
 type hookReceiver struct {
 	*httptest.Server
-	t      *testing.T
-	mu     sync.Mutex
-	events []hook          // accepted, in arrival order
-	hang   bool            // hold requests until the client gives up
-	status int             // answer with this status instead of 204 (0: 204)
-	inHang chan struct{}   // receives when a request starts hanging
-	ids    map[string]bool // webhook-ids accepted
+	t        *testing.T
+	mu       sync.Mutex
+	events   []hook          // accepted, in arrival order
+	hang     bool            // hold requests until the client gives up
+	status   int             // answer with this status instead of 204 (0: 204)
+	delay    time.Duration   // how long each request takes
+	inFlight map[string]int  // requests being handled, by X-Replica header
+	inHang   chan struct{}   // receives when a request starts hanging
+	ids      map[string]bool // webhook-ids accepted
 }
 
 type hook struct {
@@ -230,7 +232,7 @@ type hook struct {
 }
 
 func newHookReceiver(t *testing.T) *hookReceiver {
-	h := &hookReceiver{t: t, ids: map[string]bool{}, inHang: make(chan struct{}, 100)}
+	h := &hookReceiver{t: t, ids: map[string]bool{}, inHang: make(chan struct{}, 100), inFlight: map[string]int{}}
 	h.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		if err := sinks.Verify(secret, r.Header, body, 5*time.Minute, time.Now()); err != nil {
@@ -238,9 +240,17 @@ func newHookReceiver(t *testing.T) *hookReceiver {
 			w.WriteHeader(http.StatusUnauthorized)
 			return
 		}
+		replica := r.Header.Get("X-Replica")
 		h.mu.Lock()
-		hang, status := h.hang, h.status
+		hang, status, delay := h.hang, h.status, h.delay
+		h.inFlight[replica]++
 		h.mu.Unlock()
+		time.Sleep(delay) // a slow receiver: deliveries stay in flight a while
+		defer func() {
+			h.mu.Lock()
+			h.inFlight[replica]--
+			h.mu.Unlock()
+		}()
 		if hang {
 			h.inHang <- struct{}{}
 			<-r.Context().Done()
@@ -301,9 +311,10 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func startDaemon(t *testing.T, cfgPath string) *daemon {
+func startDaemon(t *testing.T, cfgPath string, env ...string) *daemon {
 	t.Helper()
 	cmd := exec.Command(binary, "run", "-c", cfgPath)
+	cmd.Env = append(os.Environ(), env...)
 	d := &daemon{cmd: cmd, stderr: &syncBuffer{}, done: make(chan struct{})}
 	cmd.Stderr = d.stderr
 	if err := cmd.Start(); err != nil {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/robfig/cron/v3"
+	"golang.org/x/time/rate"
 
 	"github.com/pollbridge/pollbridge/bridge/config"
 	"github.com/pollbridge/pollbridge/bridge/store"
@@ -71,6 +72,10 @@ func New(cfg *config.Config, st store.Store, sources map[string]Source, sinks ma
 			log:   opts.Logger.With("sink", sc.Name),
 			idle:  opts.IdleWait,
 			wake:  make(chan struct{}, 1),
+			gate:  &gate{failuresToOpen: sc.CircuitBreaker.Failures, cooldown: sc.CircuitBreaker.Cooldown},
+		}
+		if sc.RateLimit > 0 {
+			e.dispatchers[sc.Name].limit = rate.NewLimiter(rate.Limit(sc.RateLimit), max(sc.Concurrency, 1))
 		}
 	}
 	for _, sc := range cfg.Sources {
@@ -172,6 +177,10 @@ func (e *Engine) Run(ctx context.Context) error {
 	return nil
 }
 
+// maxLeaseJitter bounds the random delay before a replica asks for a tick's
+// lease.
+const maxLeaseJitter = 100 * time.Millisecond
+
 // ticker runs the scheduled ticks of one source.
 type ticker struct {
 	engine   *Engine
@@ -190,6 +199,18 @@ type ticker struct {
 // carry on within one interval.
 func (t *ticker) tick(ctx context.Context) {
 	now := time.Now()
+	// A short random delay lets a different replica win each race, so the
+	// polls spread over the fleet instead of going to the fastest replica.
+	jitter := time.NewTimer(rand.N(min(t.interval/10, maxLeaseJitter)) + 1)
+	select {
+	case <-jitter.C:
+	case <-ctx.Done():
+		jitter.Stop()
+		return
+	}
+	if t.poller.backingOff(now) {
+		return // logged by the poller; another replica may take the tick
+	}
 	// The scheduled time nearest to now: replicas agree on it as long as
 	// their clocks are within half an interval of each other.
 	at := t.sched.Next(now.Add(-t.interval / 2))
