@@ -232,6 +232,7 @@ func openRunStore(ctx context.Context, cfg *config.Config, logger *slog.Logger) 
 		}
 		return st, err
 	}
+	redisstore.RouteClientLogs(logger) // go-redis's own logs, at debug
 	wait := time.Second
 	for {
 		st, err := redisstore.Open(ctx, redisstore.Options{URL: r.URL, Prefix: r.Prefix})

@@ -78,6 +78,18 @@ func New(cfg *config.Config, st store.Store, sources map[string]Source, sinks ma
 			e.dispatchers[sc.Name].limit = rate.NewLimiter(rate.Limit(sc.RateLimit), max(sc.Concurrency, 1))
 		}
 	}
+	routes := map[string]route{}
+	for _, sc := range cfg.Sinks {
+		r := route{events: sc.Events, filter: sc.CompiledFilter()}
+		if r.filter == nil && sc.Filter != "" {
+			prog, err := config.CompileFilter(sc.Filter)
+			if err != nil {
+				return nil, fmt.Errorf("sink %q: compile filter: %w", sc.Name, err)
+			}
+			r.filter = prog
+		}
+		routes[sc.Name] = r
+	}
 	for _, sc := range cfg.Sources {
 		src, ok := sources[sc.Name]
 		if !ok {
@@ -97,6 +109,7 @@ func New(cfg *config.Config, st store.Store, sources map[string]Source, sinks ma
 			store:  st,
 			log:    opts.Logger.With("source", sc.Name),
 			notify: e.notify,
+			routes: routes,
 		}
 	}
 	return e, nil

@@ -58,6 +58,7 @@ type PollResult struct {
 // poller polls one source.
 type poller struct {
 	cfg    config.Source
+	routes map[string]route // per-sink events and filters
 	source Source
 	store  store.Store
 	log    *slog.Logger
@@ -150,7 +151,11 @@ func (p *poller) pollLocked(ctx context.Context) (PollResult, error) {
 			return res, nil
 		}
 		commit := diff.Commit
-		commit.Deliveries, err = deliveries(diff.Events, p.cfg.Sinks, time.Now())
+		var sinkFilterErrs []error
+		commit.Deliveries, sinkFilterErrs, err = deliveries(diff.Events, p.cfg.Sinks, p.routes, time.Now())
+		for _, ferr := range sinkFilterErrs {
+			p.log.Warn("sink filter failed; the event was sent to that sink anyway", "err", ferr)
+		}
 		if err != nil {
 			return res, err
 		}
@@ -383,16 +388,49 @@ func filterValue(raw json.RawMessage) (any, error) {
 	return v, nil
 }
 
-// deliveries makes one outbox delivery per event and sink.
-func deliveries(events []Event, sinks []string, now time.Time) ([]store.Delivery, error) {
+// route is what a sink accepts: its events list and filter (nil: all).
+type route struct {
+	events []string
+	filter *vm.Program
+}
+
+// accepts reports whether the sink takes ev. A filter that fails to
+// evaluate lets the event through (a broken filter must not lose changes)
+// and returns the error for logging.
+func (r route) accepts(ev *Event) (bool, error) {
+	if len(r.events) > 0 && !slices.Contains(r.events, strings.TrimPrefix(ev.Type, "item.")) {
+		return false, nil
+	}
+	if r.filter == nil {
+		return true, nil
+	}
+	ok, err := evalFilter(r.filter, ev)
+	if err != nil {
+		return true, err
+	}
+	return ok, nil
+}
+
+// deliveries makes one outbox delivery per event and sink that accepts it
+// (routes by sink name; a sink without a route takes everything). It
+// returns the errors of sink filters that failed to evaluate.
+func deliveries(events []Event, sinks []string, routes map[string]route, now time.Time) ([]store.Delivery, []error, error) {
 	out := make([]store.Delivery, 0, len(events)*len(sinks))
+	var filterErrs []error
 	for i := range events {
 		ev := &events[i]
 		payload, err := json.Marshal(ev)
 		if err != nil {
-			return nil, fmt.Errorf("encode event %s: %w", ev.ID, err)
+			return nil, nil, fmt.Errorf("encode event %s: %w", ev.ID, err)
 		}
 		for _, sink := range sinks {
+			ok, err := routes[sink].accepts(ev)
+			if err != nil {
+				filterErrs = append(filterErrs, fmt.Errorf("sink %s filter on %s of %q: %w", sink, ev.Type, ev.Key, err))
+			}
+			if !ok {
+				continue
+			}
 			out = append(out, store.Delivery{
 				ID:      ev.ID + "." + sink,
 				EventID: ev.ID,
@@ -405,7 +443,7 @@ func deliveries(events []Event, sinks []string, now time.Time) ([]store.Delivery
 			})
 		}
 	}
-	return out, nil
+	return out, filterErrs, nil
 }
 
 // DryRun fetches src once and diffs the snapshot against state without

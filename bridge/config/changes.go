@@ -96,34 +96,8 @@ func (d *decoder) changeSelection(p string, s *Source) {
 		d.gjsonPath(fmt.Sprintf("%s.watch[%d]", p, i), path)
 	}
 
-	if d.isSet(p+".events") && len(s.Events) == 0 {
-		d.errAt(p+".events", "empty list: name at least one of created, updated, deleted (or leave events out to send all)")
-	}
-	seen := map[string]bool{}
-	for i, ev := range s.Events {
-		f := fmt.Sprintf("%s.events[%d]", p, i)
-		switch {
-		case d.failed(f):
-		case !oneOf(ev, EventCreated, EventUpdated, EventDeleted):
-			d.errAt(f, "bad event type %q: want created, updated or deleted", d.orig(f))
-		case seen[ev]:
-			d.errAt(f, "event type %q is listed twice", d.orig(f))
-		}
-		seen[ev] = true
-	}
-
-	switch {
-	case d.failed(p + ".filter"):
-	case d.isSet(p+".filter") && strings.TrimSpace(s.Filter) == "":
-		d.errAt(p+".filter", "empty expression (leave filter out to send every event)")
-	case s.Filter != "":
-		prog, err := CompileFilter(s.Filter)
-		if err != nil {
-			d.errAt(p+".filter", "%v", err)
-		} else {
-			s.filter = compiledFilter{prog: prog}
-		}
-	}
+	d.eventTypes(p+".events", s.Events)
+	s.filter = d.filterExpr(p+".filter", s.Filter)
 
 	if d.isSet(p+".delete_after") && s.DeleteAfter < 1 {
 		d.errAt(p+".delete_after", "must be 1 or more, got %d", s.DeleteAfter)
@@ -135,4 +109,46 @@ func (d *decoder) changeSelection(p string, s *Source) {
 	if max := cmp.Or(b.Max, DefaultPollBackoffMax); ok && b.Initial > max {
 		d.errAt(p+".backoff.initial", "must not exceed max (%s > %s)", b.Initial, max)
 	}
+}
+
+// eventTypes validates an events list (created, updated, deleted).
+func (d *decoder) eventTypes(f string, events []string) {
+	if d.isSet(f) && len(events) == 0 {
+		d.errAt(f, "empty list: name at least one of created, updated, deleted (or leave events out to send all)")
+	}
+	seen := map[string]bool{}
+	for i, ev := range events {
+		fi := fmt.Sprintf("%s[%d]", f, i)
+		switch {
+		case d.failed(fi):
+		case !oneOf(ev, EventCreated, EventUpdated, EventDeleted):
+			d.errAt(fi, "bad event type %q: want created, updated or deleted", d.orig(fi))
+		case seen[ev]:
+			d.errAt(fi, "event type %q is listed twice", d.orig(fi))
+		}
+		seen[ev] = true
+	}
+}
+
+// filterExpr validates and compiles a filter expression field.
+func (d *decoder) filterExpr(f, src string) compiledFilter {
+	switch {
+	case d.failed(f):
+	case d.isSet(f) && strings.TrimSpace(src) == "":
+		d.errAt(f, "empty expression (leave filter out to send every event)")
+	case src != "":
+		prog, err := CompileFilter(src)
+		if err != nil {
+			d.errAt(f, "%v", err)
+			break
+		}
+		return compiledFilter{prog: prog}
+	}
+	return compiledFilter{}
+}
+
+// CompiledFilter returns the sink's Filter as compiled by Parse, or nil
+// when there is none or the Sink was not built by Parse.
+func (s *Sink) CompiledFilter() *vm.Program {
+	return s.filter.prog
 }

@@ -114,6 +114,14 @@ type Sink struct {
 	RateLimit float64 `yaml:"rate_limit"`
 	// CircuitBreaker pauses deliveries to a receiver that keeps failing.
 	CircuitBreaker CircuitBreaker `yaml:"circuit_breaker"`
+	// Events lists the event types this sink receives (created, updated,
+	// deleted), from every source that sends to it. Default all.
+	Events []string `yaml:"events"`
+	// Filter is an expression (same language and variables as a source's
+	// filter) that an event must satisfy to be sent to this sink.
+	Filter string `yaml:"filter"`
+
+	filter compiledFilter // Filter as compiled by Parse
 }
 
 // CircuitBreaker pauses a sink after consecutive failed attempts, then

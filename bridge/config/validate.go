@@ -152,6 +152,8 @@ func (d *decoder) sink(p string, s *Sink, lines map[string]int) {
 		d.errAt(p+".circuit_breaker.failures", "must be 0 (off) or more, got %d", cb.Failures)
 	}
 	d.duration(p+".circuit_breaker.cooldown", &cb.Cooldown, DefaultBreakerCooldown)
+	d.eventTypes(p+".events", s.Events)
+	s.filter = d.filterExpr(p+".filter", s.Filter)
 }
 
 // source defaults and validates one source.
