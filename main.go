@@ -14,6 +14,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -165,13 +166,18 @@ func cmdValidate(args []string, stdout, stderr io.Writer) error {
 }
 
 func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
-	fs := newFlags("run", "run [-c FILE]",
+	fs := newFlags("run", "run [-c FILE] [-watch]",
 		"Runs the daemon: polls every source on its schedule, commits changes and their\n"+
-			"events to the state file, and delivers the events to the sinks. SIGINT or SIGTERM\n"+
+			"events to the store, and delivers the events to the sinks. SIGINT or SIGTERM\n"+
 			"stops scheduling, lets in-flight polls and deliveries finish (up to\n"+
-			"shutdown_timeout), and closes the state file. Undelivered events stay in the\n"+
-			"outbox and are delivered after the next start.", stderr)
+			"shutdown_timeout), and closes the store. Undelivered events stay in the\n"+
+			"outbox and are delivered after the next start.\n\n"+
+			"SIGHUP (or, with -watch, a change to FILE) reloads the configuration: added,\n"+
+			"changed and removed sources and sinks take effect without losing state or\n"+
+			"in-flight deliveries. A file with errors is rejected (the errors are logged)\n"+
+			"and the running configuration stays.", stderr)
 	path := configFlag(fs)
+	watch := fs.Bool("watch", false, "reload when the configuration file changes")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -181,28 +187,17 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	cfg, err := loadConfig(*path)
 	if err != nil {
 		return err
 	}
 	logger := newLogger(cfg.Log, stderr)
-
-	srcs := map[string]bridge.Source{}
-	reg := sources.NewRegistry(cfg, logger) // shares per-host rate limits
-	for _, sc := range cfg.Sources {
-		s, err := reg.New(sc, nil)
-		if err != nil {
-			return fmt.Errorf("source %s: %w", sc.Name, err)
-		}
-		srcs[sc.Name] = s
-	}
-	snks := map[string]bridge.Sink{}
-	for _, sc := range cfg.Sinks {
-		s, err := sinks.New(sc, nil)
-		if err != nil {
-			return fmt.Errorf("sink %s: %w", sc.Name, err)
-		}
-		snks[sc.Name] = s
+	srcs, snks, err := buildPlugins(cfg, logger)
+	if err != nil {
+		return err
 	}
 	st, err := openRunStore(ctx, cfg, logger)
 	if err != nil {
@@ -217,7 +212,113 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 		<-ctx.Done()
 		stop() // a second signal kills the process at once
 	}()
+	reloads := make(chan struct{}, 1)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				logger.Info("SIGHUP: reloading the configuration", "file", *path)
+			case <-reloads:
+				logger.Info("configuration file changed: reloading", "file", *path)
+			}
+			reload(eng, *path, logger)
+		}
+	}()
+	if *watch {
+		go watchFile(ctx, *path, time.Second, func() {
+			select {
+			case reloads <- struct{}{}:
+			default:
+			}
+		})
+	}
 	return eng.Run(ctx)
+}
+
+// buildPlugins makes the sources and sinks of cfg.
+func buildPlugins(cfg *config.Config, logger *slog.Logger) (map[string]bridge.Source, map[string]bridge.Sink, error) {
+	srcs := map[string]bridge.Source{}
+	reg := sources.NewRegistry(cfg, logger) // shares per-host rate limits
+	for _, sc := range cfg.Sources {
+		s, err := reg.New(sc, nil)
+		if err != nil {
+			return nil, nil, fmt.Errorf("source %s: %w", sc.Name, err)
+		}
+		srcs[sc.Name] = s
+	}
+	snks := map[string]bridge.Sink{}
+	for _, sc := range cfg.Sinks {
+		s, err := sinks.New(sc, nil)
+		if err != nil {
+			return nil, nil, fmt.Errorf("sink %s: %w", sc.Name, err)
+		}
+		snks[sc.Name] = s
+	}
+	return srcs, snks, nil
+}
+
+// reload applies the configuration file at path to a running engine, or
+// logs why it cannot and leaves the running configuration alone.
+func reload(eng *bridge.Engine, path string, logger *slog.Logger) {
+	cfg, err := loadConfig(path)
+	if err != nil {
+		var cfgErr *config.Errors
+		if errors.As(err, &cfgErr) {
+			for _, e := range *cfgErr {
+				logger.Error("reload rejected; the running configuration stays", "err", e.Error())
+			}
+		} else {
+			logger.Error("reload rejected; the running configuration stays", "err", err)
+		}
+		return
+	}
+	if old := eng.Config(); !sameBackend(old.State, cfg.State) {
+		logger.Error("reload rejected: changing the state backend needs a restart; the running configuration stays")
+		return
+	}
+	srcs, snks, err := buildPlugins(cfg, logger)
+	if err == nil {
+		err = eng.Reload(cfg, srcs, snks)
+	}
+	if err != nil {
+		logger.Error("reload rejected; the running configuration stays", "err", err)
+	}
+}
+
+// sameBackend reports whether two state settings name the same backend.
+func sameBackend(a, b config.State) bool {
+	if (a.Redis == nil) != (b.Redis == nil) {
+		return false
+	}
+	if a.Redis != nil {
+		return *a.Redis == *b.Redis
+	}
+	return a.Path == b.Path
+}
+
+// watchFile calls changed whenever the file at path changes (size, time or
+// contents), checking every interval until ctx ends.
+func watchFile(ctx context.Context, path string, interval time.Duration, changed func()) {
+	read := func() []byte {
+		b, _ := os.ReadFile(path)
+		return b
+	}
+	last := read()
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if cur := read(); !bytes.Equal(cur, last) {
+			last = cur
+			changed()
+		}
+	}
 }
 
 // openRunStore opens the configured store for the daemon. Redis may come up

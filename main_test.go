@@ -313,7 +313,13 @@ func (s *syncBuffer) String() string {
 
 func startDaemon(t *testing.T, cfgPath string, env ...string) *daemon {
 	t.Helper()
-	cmd := exec.Command(binary, "run", "-c", cfgPath)
+	return startDaemonArgs(t, []string{"run", "-c", cfgPath}, env...)
+}
+
+// startDaemonArgs runs pollbridge with args until the test ends.
+func startDaemonArgs(t *testing.T, args []string, env ...string) *daemon {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
 	cmd.Env = append(os.Environ(), env...)
 	d := &daemon{cmd: cmd, stderr: &syncBuffer{}, done: make(chan struct{})}
 	cmd.Stderr = d.stderr

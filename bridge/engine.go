@@ -1,12 +1,15 @@
 package bridge
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -31,13 +34,29 @@ type Options struct {
 }
 
 // Engine runs the sources and sinks of one configuration against a store.
+// Reload swaps in a new configuration while it runs.
 type Engine struct {
-	replica     string
+	replica string
+	store   store.Store
+	log     *slog.Logger
+	idle    time.Duration
+
+	mu          sync.RWMutex
 	cfg         *config.Config
-	store       store.Store
-	log         *slog.Logger
 	pollers     map[string]*poller
 	dispatchers map[string]*dispatcher
+	run         *runState // nil unless Run is running
+}
+
+// runState is what Run owns while it runs.
+type runState struct {
+	ctx         context.Context // ends when shutdown begins
+	pollCtx     context.Context // ends at the shutdown deadline
+	sendCtx     context.Context // ends at the shutdown deadline
+	cron        *cron.Cron
+	stopClaims  map[string]context.CancelFunc // per dispatcher
+	dispatching sync.WaitGroup
+	retired     []*cron.Cron // replaced by reloads; their jobs may still run
 }
 
 // New builds an engine. sources and sinks hold one implementation for every
@@ -52,71 +71,97 @@ func New(cfg *config.Config, st store.Store, sources map[string]Source, sinks ma
 	if opts.ReplicaID == "" {
 		opts.ReplicaID = defaultReplicaID()
 	}
-	e := &Engine{
-		replica:     opts.ReplicaID,
-		cfg:         cfg,
-		store:       st,
-		log:         opts.Logger,
-		pollers:     map[string]*poller{},
-		dispatchers: map[string]*dispatcher{},
+	e := &Engine{replica: opts.ReplicaID, store: st, log: opts.Logger, idle: opts.IdleWait}
+	pollers, dispatchers, err := e.build(cfg, sources, sinks)
+	if err != nil {
+		return nil, err
 	}
-	for _, sc := range cfg.Sinks {
-		sink, ok := sinks[sc.Name]
-		if !ok {
-			return nil, fmt.Errorf("sink %q has no implementation", sc.Name)
-		}
-		e.dispatchers[sc.Name] = &dispatcher{
-			cfg:   sc,
-			sink:  sink,
-			store: st,
-			log:   opts.Logger.With("sink", sc.Name),
-			idle:  opts.IdleWait,
-			wake:  make(chan struct{}, 1),
-			gate:  &gate{failuresToOpen: sc.CircuitBreaker.Failures, cooldown: sc.CircuitBreaker.Cooldown},
-		}
-		if sc.RateLimit > 0 {
-			e.dispatchers[sc.Name].limit = rate.NewLimiter(rate.Limit(sc.RateLimit), max(sc.Concurrency, 1))
-		}
-	}
+	e.cfg, e.pollers, e.dispatchers = cfg, pollers, dispatchers
+	return e, nil
+}
+
+// build makes the pollers and dispatchers of cfg. Those whose configuration
+// did not change since the engine's current one are reused as they are
+// (with their state: backoff, circuit breaker, running poll).
+func (e *Engine) build(cfg *config.Config, sources map[string]Source, sinks map[string]Sink) (map[string]*poller, map[string]*dispatcher, error) {
+	dispatchers := map[string]*dispatcher{}
 	routes := map[string]route{}
 	for _, sc := range cfg.Sinks {
+		if old, ok := e.dispatchers[sc.Name]; ok && sameConfig(old.cfg, sc) {
+			dispatchers[sc.Name] = old
+		} else {
+			sink, ok := sinks[sc.Name]
+			if !ok {
+				return nil, nil, fmt.Errorf("sink %q has no implementation", sc.Name)
+			}
+			d := &dispatcher{
+				cfg:   sc,
+				sink:  sink,
+				store: e.store,
+				log:   e.log.With("sink", sc.Name),
+				idle:  e.idle,
+				wake:  make(chan struct{}, 1),
+				gate:  &gate{failuresToOpen: sc.CircuitBreaker.Failures, cooldown: sc.CircuitBreaker.Cooldown},
+			}
+			if sc.RateLimit > 0 {
+				d.limit = rate.NewLimiter(rate.Limit(sc.RateLimit), max(sc.Concurrency, 1))
+			}
+			dispatchers[sc.Name] = d
+		}
 		r := route{events: sc.Events, filter: sc.CompiledFilter()}
 		if r.filter == nil && sc.Filter != "" {
 			prog, err := config.CompileFilter(sc.Filter)
 			if err != nil {
-				return nil, fmt.Errorf("sink %q: compile filter: %w", sc.Name, err)
+				return nil, nil, fmt.Errorf("sink %q: compile filter: %w", sc.Name, err)
 			}
 			r.filter = prog
 		}
 		routes[sc.Name] = r
 	}
+	pollers := map[string]*poller{}
 	for _, sc := range cfg.Sources {
-		src, ok := sources[sc.Name]
-		if !ok {
-			return nil, fmt.Errorf("source %q has no implementation", sc.Name)
-		}
 		if _, err := sourceSchedule(sc.Name, sc.Schedule); err != nil {
-			return nil, fmt.Errorf("source %q: %w", sc.Name, err)
+			return nil, nil, fmt.Errorf("source %q: %w", sc.Name, err)
 		}
 		for _, name := range sc.Sinks {
-			if _, ok := e.dispatchers[name]; !ok {
-				return nil, fmt.Errorf("source %q: unknown sink %q", sc.Name, name)
+			if _, ok := dispatchers[name]; !ok {
+				return nil, nil, fmt.Errorf("source %q: unknown sink %q", sc.Name, name)
 			}
 		}
-		e.pollers[sc.Name] = &poller{
+		if old, ok := e.pollers[sc.Name]; ok && sameConfig(old.cfg, sc) && e.cfg != nil && sameConfig(e.cfg.Hosts, cfg.Hosts) {
+			old.setRoutes(routes)
+			pollers[sc.Name] = old
+			continue
+		}
+		src, ok := sources[sc.Name]
+		if !ok {
+			return nil, nil, fmt.Errorf("source %q has no implementation", sc.Name)
+		}
+		p := &poller{
 			cfg:    sc,
 			source: src,
-			store:  st,
-			log:    opts.Logger.With("source", sc.Name),
+			store:  e.store,
+			log:    e.log.With("source", sc.Name),
 			notify: e.notify,
-			routes: routes,
 		}
+		p.setRoutes(routes)
+		pollers[sc.Name] = p
 	}
-	return e, nil
+	return pollers, dispatchers, nil
+}
+
+// sameConfig reports whether two configuration values are equal in every
+// exported field (compiled filters are derived from those).
+func sameConfig(a, b any) bool {
+	ja, errA := json.Marshal(a)
+	jb, errB := json.Marshal(b)
+	return errA == nil && errB == nil && bytes.Equal(ja, jb)
 }
 
 // notify wakes the dispatchers of the named sinks.
 func (e *Engine) notify(sinks []string) {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
 	for _, name := range sinks {
 		if d, ok := e.dispatchers[name]; ok {
 			d.notify()
@@ -124,14 +169,135 @@ func (e *Engine) notify(sinks []string) {
 	}
 }
 
+// poller returns the named source's poller.
+func (e *Engine) poller(name string) (*poller, bool) {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	p, ok := e.pollers[name]
+	return p, ok
+}
+
+// dispatcher returns the named sink's dispatcher.
+func (e *Engine) dispatcher(name string) (*dispatcher, bool) {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	d, ok := e.dispatchers[name]
+	return d, ok
+}
+
+// Config returns the configuration the engine runs now.
+func (e *Engine) Config() *config.Config {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	return e.cfg
+}
+
 // Poll polls one source now, as a scheduled tick would, and commits. It
 // returns ErrPollRunning if that source's previous poll is still running.
 func (e *Engine) Poll(ctx context.Context, source string) (PollResult, error) {
-	p, ok := e.pollers[source]
+	p, ok := e.poller(source)
 	if !ok {
 		return PollResult{}, fmt.Errorf("unknown source %q", source)
 	}
 	return p.poll(ctx)
+}
+
+// Reload switches the engine to cfg: sources and sinks that were added
+// start, removed ones stop, changed ones restart, unchanged ones keep
+// running untouched. Nothing stored is lost: a removed source keeps its
+// state, a removed or changed sink's undelivered events stay in the outbox
+// (a changed sink's new dispatcher delivers them), and deliveries in flight
+// finish. If cfg cannot be applied, Reload returns an error and the old
+// configuration keeps running. sources and sinks must hold implementations
+// for every source and sink of cfg; those of unchanged ones are not used.
+func (e *Engine) Reload(cfg *config.Config, sources map[string]Source, sinks map[string]Sink) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	pollers, dispatchers, err := e.build(cfg, sources, sinks)
+	if err != nil {
+		return fmt.Errorf("reload: %w", err)
+	}
+	var added, removed, changed []string
+	for name, d := range e.dispatchers {
+		if nd, ok := dispatchers[name]; !ok || nd != d {
+			if e.run != nil {
+				e.run.stopClaims[name]() // in-flight deliveries finish
+			}
+		}
+	}
+	for name, p := range e.pollers {
+		switch np, ok := pollers[name]; {
+		case !ok:
+			removed = append(removed, "source "+name)
+		case np != p:
+			changed = append(changed, "source "+name)
+		}
+	}
+	for name := range pollers {
+		if _, ok := e.pollers[name]; !ok {
+			added = append(added, "source "+name)
+		}
+	}
+	for name, d := range dispatchers {
+		switch od, ok := e.dispatchers[name]; {
+		case !ok:
+			added = append(added, "sink "+name)
+		case od != d:
+			changed = append(changed, "sink "+name)
+		}
+	}
+	for name := range e.dispatchers {
+		if _, ok := dispatchers[name]; !ok {
+			removed = append(removed, "sink "+name)
+		}
+	}
+	old := e.dispatchers
+	e.cfg, e.pollers, e.dispatchers = cfg, pollers, dispatchers
+	if r := e.run; r != nil {
+		for name, d := range dispatchers {
+			if old[name] != d {
+				e.startDispatcher(d)
+			}
+		}
+		r.retired = append(r.retired, r.cron)
+		r.cron.Stop() // its running jobs finish under pollCtx
+		r.cron = e.schedule()
+		r.cron.Start()
+	}
+	slices.Sort(added)
+	slices.Sort(removed)
+	slices.Sort(changed)
+	e.log.Info("configuration reloaded", "added", added, "removed", removed, "changed", changed)
+	return nil
+}
+
+// startDispatcher runs d until Run's shutdown or a reload replaces it.
+// Callers hold e.mu and e.run is set.
+func (e *Engine) startDispatcher(d *dispatcher) {
+	r := e.run
+	ctx, stop := context.WithCancel(r.ctx)
+	r.stopClaims[d.cfg.Name] = stop
+	r.dispatching.Go(func() { d.run(ctx, r.sendCtx) })
+	d.notify() // look at the outbox at once: it may hold older events
+}
+
+// schedule makes a cron that ticks every source. Callers hold e.mu and
+// e.run is set.
+func (e *Engine) schedule() *cron.Cron {
+	logger := cronLogger{e.log}
+	c := cron.New(cron.WithLogger(logger), cron.WithChain(cron.Recover(logger)))
+	for _, sc := range e.cfg.Sources {
+		sched, err := sourceSchedule(sc.Name, sc.Schedule)
+		if err != nil {
+			continue // build checked every schedule
+		}
+		p := e.pollers[sc.Name]
+		t := &ticker{engine: e, poller: p, sched: sched, interval: scheduleInterval(sched, time.Now())}
+		pollCtx := e.run.pollCtx
+		c.Schedule(sched, cron.FuncJob(func() { t.tick(pollCtx) }))
+		p.log.Info("scheduled", "schedule", sc.Schedule, "first_poll", sched.Next(time.Now()).Format(time.RFC3339))
+	}
+	return c
 }
 
 // Run schedules every source and dispatches every sink until ctx ends. Then
@@ -145,47 +311,54 @@ func (e *Engine) Run(ctx context.Context) error {
 	sendCtx, cancelSends := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelSends()
 
-	var dispatching sync.WaitGroup
+	e.mu.Lock()
+	if e.run != nil {
+		e.mu.Unlock()
+		return errors.New("engine is already running")
+	}
+	r := &runState{ctx: ctx, pollCtx: pollCtx, sendCtx: sendCtx, stopClaims: map[string]context.CancelFunc{}}
+	e.run = r
 	for _, d := range e.dispatchers {
-		dispatching.Go(func() { d.run(ctx, sendCtx) })
+		e.startDispatcher(d)
 	}
-
-	logger := cronLogger{e.log}
-	c := cron.New(cron.WithLogger(logger), cron.WithChain(cron.Recover(logger)))
-	for _, sc := range e.cfg.Sources {
-		sched, err := sourceSchedule(sc.Name, sc.Schedule)
-		if err != nil {
-			return err // New checked it already
-		}
-		p := e.pollers[sc.Name]
-		t := &ticker{engine: e, poller: p, sched: sched, interval: scheduleInterval(sched, time.Now())}
-		c.Schedule(sched, cron.FuncJob(func() { t.tick(pollCtx) }))
-		p.log.Info("scheduled", "schedule", sc.Schedule, "first_poll", sched.Next(time.Now()).Format(time.RFC3339))
-	}
-	c.Start()
+	r.cron = e.schedule()
+	r.cron.Start()
 	e.log.Info("pollbridge running", "sources", len(e.pollers), "sinks", len(e.dispatchers))
+	grace := e.cfg.ShutdownTimeout
+	e.mu.Unlock()
 
 	<-ctx.Done()
-	grace := e.cfg.ShutdownTimeout
+	e.mu.Lock()
 	e.log.Info("shutting down; finishing in-flight polls and deliveries", "timeout", grace)
+	crons := append(r.retired, r.cron)
+	e.mu.Unlock()
 	deadline := time.NewTimer(grace)
 	defer deadline.Stop()
 
-	polls := c.Stop().Done()
+	polls := make(chan struct{})
+	go func() {
+		for _, c := range crons {
+			<-c.Stop().Done()
+		}
+		close(polls)
+	}()
 	sends := make(chan struct{})
-	go func() { dispatching.Wait(); close(sends) }()
-	for polls != nil || sends != nil {
+	go func() { r.dispatching.Wait(); close(sends) }()
+	for pollsC, sendsC := (<-chan struct{})(polls), (<-chan struct{})(sends); pollsC != nil || sendsC != nil; {
 		select {
-		case <-polls:
-			polls = nil
-		case <-sends:
-			sends = nil
+		case <-pollsC:
+			pollsC = nil
+		case <-sendsC:
+			sendsC = nil
 		case <-deadline.C:
 			e.log.Warn("shutdown timeout reached; cancelling what is still running (its events stay in the outbox)")
 			cancelPolls()
 			cancelSends()
 		}
 	}
+	e.mu.Lock()
+	e.run = nil
+	e.mu.Unlock()
 	e.log.Info("stopped")
 	return nil
 }

@@ -57,12 +57,13 @@ type PollResult struct {
 
 // poller polls one source.
 type poller struct {
-	cfg    config.Source
-	routes map[string]route // per-sink events and filters
-	source Source
-	store  store.Store
-	log    *slog.Logger
-	notify func(sinks []string)
+	cfg      config.Source
+	routesMu sync.Mutex
+	routes   map[string]route // per-sink events and filters; see setRoutes
+	source   Source
+	store    store.Store
+	log      *slog.Logger
+	notify   func(sinks []string)
 
 	running sync.Mutex // held for the whole poll: runs never overlap
 
@@ -152,7 +153,7 @@ func (p *poller) pollLocked(ctx context.Context) (PollResult, error) {
 		}
 		commit := diff.Commit
 		var sinkFilterErrs []error
-		commit.Deliveries, sinkFilterErrs, err = deliveries(diff.Events, p.cfg.Sinks, p.routes, time.Now())
+		commit.Deliveries, sinkFilterErrs, err = deliveries(diff.Events, p.cfg.Sinks, p.sinkRoutes(), time.Now())
 		for _, ferr := range sinkFilterErrs {
 			p.log.Warn("sink filter failed; the event was sent to that sink anyway", "err", ferr)
 		}
@@ -409,6 +410,20 @@ func (r route) accepts(ev *Event) (bool, error) {
 		return true, err
 	}
 	return ok, nil
+}
+
+// setRoutes sets the sinks' routes (a reload may change them while the
+// poller keeps running).
+func (p *poller) setRoutes(r map[string]route) {
+	p.routesMu.Lock()
+	defer p.routesMu.Unlock()
+	p.routes = r
+}
+
+func (p *poller) sinkRoutes() map[string]route {
+	p.routesMu.Lock()
+	defer p.routesMu.Unlock()
+	return p.routes
 }
 
 // deliveries makes one outbox delivery per event and sink that accepts it

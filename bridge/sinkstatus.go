@@ -19,7 +19,7 @@ type SinkStatus struct {
 
 // SinkStatus reports the delivery state of a sink on this replica.
 func (e *Engine) SinkStatus(name string) (SinkStatus, bool) {
-	d, ok := e.dispatchers[name]
+	d, ok := e.dispatcher(name)
 	if !ok {
 		return SinkStatus{}, false
 	}
@@ -30,7 +30,7 @@ func (e *Engine) SinkStatus(name string) (SinkStatus, bool) {
 // PauseSink stops deliveries to a sink on this replica; events wait in the
 // outbox.
 func (e *Engine) PauseSink(name string) error {
-	d, ok := e.dispatchers[name]
+	d, ok := e.dispatcher(name)
 	if !ok {
 		return fmt.Errorf("unknown sink %q", name)
 	}
@@ -42,7 +42,7 @@ func (e *Engine) PauseSink(name string) error {
 // ResumeSink resumes a paused or disabled sink on this replica and closes
 // its circuit.
 func (e *Engine) ResumeSink(name string) error {
-	d, ok := e.dispatchers[name]
+	d, ok := e.dispatcher(name)
 	if !ok {
 		return fmt.Errorf("unknown sink %q", name)
 	}

@@ -33,7 +33,7 @@ type SourceStatus struct {
 // SourceStatus reports the polling state of a source on this replica, and
 // whether there is a source called name. It is safe for concurrent use.
 func (e *Engine) SourceStatus(name string) (SourceStatus, bool) {
-	p, ok := e.pollers[name]
+	p, ok := e.poller(name)
 	if !ok {
 		return SourceStatus{}, false
 	}
@@ -42,6 +42,8 @@ func (e *Engine) SourceStatus(name string) (SourceStatus, bool) {
 
 // SourceStatuses reports every source's status, in configuration order.
 func (e *Engine) SourceStatuses() []SourceStatus {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
 	out := make([]SourceStatus, 0, len(e.cfg.Sources))
 	for _, sc := range e.cfg.Sources {
 		if p, ok := e.pollers[sc.Name]; ok {
