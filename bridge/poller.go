@@ -64,6 +64,7 @@ type poller struct {
 	store    store.Store
 	log      *slog.Logger
 	notify   func(sinks []string)
+	metrics  *Metrics // nil: none
 
 	running sync.Mutex // held for the whole poll: runs never overlap
 
@@ -118,7 +119,9 @@ func (p *poller) filterProgram() (*vm.Program, error) {
 }
 
 func (p *poller) pollLocked(ctx context.Context) (PollResult, error) {
-	state, err := p.store.Load(ctx, p.cfg.Name)
+	// Only the meta before the fetch: a "not modified" answer (304 or an
+	// unchanged body hash) ends the poll without reading the items.
+	state, err := p.store.LoadMeta(ctx, p.cfg.Name)
 	if err != nil {
 		return PollResult{}, fmt.Errorf("load state: %w", err)
 	}
@@ -140,6 +143,9 @@ func (p *poller) pollLocked(ctx context.Context) (PollResult, error) {
 	res := PollResult{Pages: snap.Pages, NotModified: snap.NotModified}
 	if snap.NotModified {
 		return res, nil
+	}
+	if state, err = p.store.Load(ctx, p.cfg.Name); err != nil {
+		return res, fmt.Errorf("load state: %w", err)
 	}
 	for try := 1; ; try++ {
 		diff, err := diffSnapshot(p.cfg, filter, state, snap, time.Now())
@@ -187,6 +193,8 @@ func (p *poller) report(start time.Time, res PollResult, err error) {
 	defer p.mu.Unlock()
 	st := &p.status
 	st.LastPoll, st.LastDuration = start, time.Since(start)
+	setOutcome(st, start, res, err) // status_api.go
+	p.metrics.observePoll(p.cfg.Name, st.LastDuration, res, err)
 	if err != nil {
 		st.LastError = err.Error()
 		st.ConsecutiveFailures++

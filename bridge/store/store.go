@@ -109,6 +109,9 @@ type Store interface {
 	// Load returns the state of a source; an unknown source has an empty
 	// State with Generation 0.
 	Load(ctx context.Context, source string) (State, error)
+	// LoadMeta is Load without the items (Items is empty): the cheap read a
+	// poll needs before it knows whether anything changed.
+	LoadMeta(ctx context.Context, source string) (State, error)
 	// Commit applies c atomically: items, meta and deliveries are all
 	// written or none is. It returns ErrConflict on a generation mismatch.
 	Commit(ctx context.Context, c Commit) error

@@ -15,6 +15,15 @@ import (
 // Load returns the stored state of source. An unknown source has Generation
 // 0 and empty, non-nil maps. It fails if ctx is done before or during the read.
 func (s *Store) Load(ctx context.Context, source string) (store.State, error) {
+	return s.load(ctx, source, true)
+}
+
+// LoadMeta implements store.Store: Load without the items.
+func (s *Store) LoadMeta(ctx context.Context, source string) (store.State, error) {
+	return s.load(ctx, source, false)
+}
+
+func (s *Store) load(ctx context.Context, source string, withItems bool) (store.State, error) {
 	st := store.State{Items: map[string]store.Item{}, Meta: map[string]string{}}
 	err := s.view(ctx, func(tx *bolt.Tx) error {
 		sb := sourceBucket(tx, source)
@@ -22,7 +31,7 @@ func (s *Store) Load(ctx context.Context, source string) (store.State, error) {
 			return nil
 		}
 		st.Generation = generation(sb)
-		if ib := sb.Bucket([]byte(bucketItems)); ib != nil {
+		if ib := sb.Bucket([]byte(bucketItems)); ib != nil && withItems {
 			c := ib.Cursor()
 			n := 0
 			for k, v := c.First(); k != nil; k, v = c.Next() {

@@ -15,6 +15,15 @@ import (
 // Load returns the stored state of source, read in one MULTI/EXEC. An
 // unknown source has Generation 0 and empty, non-nil maps.
 func (s *Store) Load(ctx context.Context, source string) (store.State, error) {
+	return s.load(ctx, source, true)
+}
+
+// LoadMeta implements store.Store: Load without the items.
+func (s *Store) LoadMeta(ctx context.Context, source string) (store.State, error) {
+	return s.load(ctx, source, false)
+}
+
+func (s *Store) load(ctx context.Context, source string, withItems bool) (store.State, error) {
 	st := store.State{Items: map[string]store.Item{}, Meta: map[string]string{}}
 	if err := ctx.Err(); err != nil {
 		return store.State{}, fmt.Errorf("load state: %w", err)
@@ -26,14 +35,20 @@ func (s *Store) Load(ctx context.Context, source string) (store.State, error) {
 	var items, meta *redis.MapStringStringCmd
 	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		gen = p.HGet(ctx, s.headKey(source), "gen")
-		items = p.HGetAll(ctx, s.itemsKey(source))
+		if withItems {
+			items = p.HGetAll(ctx, s.itemsKey(source))
+		}
 		meta = p.HGetAll(ctx, s.metaKey(source))
 		return nil
 	})
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return store.State{}, fmt.Errorf("load state: %w", err)
 	}
-	for _, c := range []redis.Cmder{gen, items, meta} {
+	cmds := []redis.Cmder{gen, meta}
+	if withItems {
+		cmds = append(cmds, items)
+	}
+	for _, c := range cmds {
 		if err := c.Err(); err != nil && !errors.Is(err, redis.Nil) {
 			return store.State{}, fmt.Errorf("load state: %w", err)
 		}
@@ -43,7 +58,7 @@ func (s *Store) Load(ctx context.Context, source string) (store.State, error) {
 			return store.State{}, fmt.Errorf("load state: bad generation %q", g)
 		}
 	}
-	for k, v := range items.Val() {
+	for k, v := range itemsVal(items) {
 		it, err := decodeItem(v)
 		if err != nil {
 			return store.State{}, fmt.Errorf("load state: item %q: %w", k, err)
@@ -168,4 +183,13 @@ func validateCommit(c store.Commit) error {
 		}
 	}
 	return nil
+}
+
+// itemsVal is the result of an HGETALL of items, or nothing when it was not
+// asked for.
+func itemsVal(c *redis.MapStringStringCmd) map[string]string {
+	if c == nil {
+		return nil
+	}
+	return c.Val()
 }

@@ -42,6 +42,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	}{
 		{"LoadUnknownSource", testLoadUnknown},
 		{"CommitThenLoad", testCommitLoad},
+		{"LoadMetaSkipsItems", testLoadMeta},
 		{"EmptyCommitAdvancesGeneration", testEmptyCommit},
 		{"StaleGenerationConflicts", testConflict},
 		{"RacingCommitsOneWins", testRacingCommits},
