@@ -9,7 +9,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -19,51 +18,43 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/pollbridge/pollbridge/bridge/store/redisstore"
+	"github.com/pollbridge/pollbridge/bridge/store/redisstore/redistest"
 )
 
 // The fleet tests run three pollbridge processes against one Redis, one
 // API and one receiver, mutate the API through its own interface, and check
 // that the receiver heard every change exactly as it happened.
 
-// redisURL returns the Redis the tests use. Without one they skip, except
-// under CI=true, where a missing Redis is a failure.
-func redisURL(t *testing.T) string {
-	t.Helper()
-	u := os.Getenv("REDIS_URL")
-	if u == "" {
-		u = "redis://127.0.0.1:6379/0"
-	}
-	opt, err := redis.ParseURL(u)
-	if err == nil {
-		c := redis.NewClient(opt)
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		err = c.Ping(ctx).Err()
-		cancel()
-		c.Close()
-	}
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("Redis at %s is required under CI=true: %v", u, err)
-		}
-		t.Skipf("no Redis at %s (%v): start redis-server or set REDIS_URL to run the fleet tests", u, err)
-	}
-	return u
-}
-
-// cleanRedisPrefix deletes every key under prefix when the test ends.
+// cleanRedisPrefix deletes every key under prefix when the test ends, on
+// one server or on every master of a cluster (a URL with addr=).
 func cleanRedisPrefix(t *testing.T, url, prefix string) {
 	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		del := func(ctx context.Context, c *redis.Client) error {
+			iter := c.Scan(ctx, 0, prefix+"*", 1000).Iterator()
+			for iter.Next(ctx) {
+				c.Del(ctx, iter.Val())
+			}
+			return iter.Err()
+		}
+		if strings.Contains(url, "addr=") {
+			opt, err := redis.ParseClusterURL(url)
+			if err != nil {
+				return
+			}
+			c := redis.NewClusterClient(opt)
+			defer c.Close()
+			c.ForEachMaster(ctx, del)
+			return
+		}
 		opt, err := redis.ParseURL(url)
 		if err != nil {
 			return
 		}
 		c := redis.NewClient(opt)
 		defer c.Close()
-		ctx := context.Background()
-		iter := c.Scan(ctx, 0, prefix+"*", 1000).Iterator()
-		for iter.Next(ctx) {
-			c.Del(ctx, iter.Val())
-		}
+		del(ctx, c)
 	})
 }
 
@@ -184,6 +175,32 @@ func randomPrefix(t *testing.T) string {
 	return "pbtest-" + hex.EncodeToString(b) + ":"
 }
 
+// fleetConfig writes the configuration of a fleet replica: state in the
+// Redis at url under prefix, one sink "app" at hookURL (3s timeout, fast
+// retries, an X-Replica header from $REPLICA) and one source per name,
+// polled every second at apiURL/NAME.
+func fleetConfig(t *testing.T, url, prefix, apiURL, hookURL string, sources []string) string {
+	t.Helper()
+	var srcYAML strings.Builder
+	for _, s := range sources {
+		fmt.Fprintf(&srcYAML, "  - {name: %s, schedule: \"@every 1s\", url: \"%s/%s\", key: id}\n", s, apiURL, s)
+	}
+	return writeFile(t, t.TempDir(), "fleet.yaml", fmt.Sprintf(`
+state:
+  redis: {url: "%s", prefix: "%s"}
+log: {level: debug}
+shutdown_timeout: 2s
+sinks:
+  - name: app
+    url: %s
+    secret: %s
+    timeout: 3s
+    headers: {X-Replica: "${REPLICA}"}
+    retry: {initial_backoff: 100ms, max_backoff: 500ms}
+sources:
+%s`, url, prefix, hookURL, secret, srcYAML.String()))
+}
+
 // runFleet runs the fleet scenario against the Redis at url. With kill set,
 // one replica is killed with SIGKILL in the middle of the mutations.
 func runFleet(t *testing.T, url string, kill bool) {
@@ -199,25 +216,7 @@ func runFleet(t *testing.T, url string, kill bool) {
 	}
 	baseline := api.state()
 
-	var srcYAML strings.Builder
-	for _, s := range sources {
-		fmt.Fprintf(&srcYAML, "  - {name: %s, schedule: \"@every 1s\", url: \"%s/%s\", key: id}\n", s, api.URL, s)
-	}
-	dir := t.TempDir()
-	cfg := writeFile(t, dir, "fleet.yaml", fmt.Sprintf(`
-state:
-  redis: {url: "%s", prefix: "%s"}
-log: {level: debug}
-shutdown_timeout: 2s
-sinks:
-  - name: app
-    url: %s
-    secret: %s
-    timeout: 3s
-    headers: {X-Replica: "${REPLICA}"}
-    retry: {initial_backoff: 100ms, max_backoff: 500ms}
-sources:
-%s`, url, prefix, recv.URL, secret, srcYAML.String()))
+	cfg := fleetConfig(t, url, prefix, api.URL, recv.URL, sources)
 
 	var fleet []*daemon
 	for i := range replicas {
@@ -321,9 +320,59 @@ func boolToInt(b bool) int {
 }
 
 func TestFleetSharesWorkAndDeliversEveryChangeOnce(t *testing.T) {
-	runFleet(t, redisURL(t), false)
+	runFleet(t, redistest.LocalURL(t), false)
 }
 
 func TestFleetSurvivesAReplicaKilledMidRun(t *testing.T) {
-	runFleet(t, redisURL(t), true)
+	runFleet(t, redistest.LocalURL(t), true)
+}
+
+// TestFleetOnRedisCluster runs the fleet scenario against a three-master
+// Redis Cluster of its own: the six sources' keys spread over the shards,
+// and the ready index of the sink lives on one of them.
+func TestFleetOnRedisCluster(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		kill bool
+	}{{"normal", false}, {"kill-one-replica", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			cl := redistest.StartCluster(t)
+			checkSourcesSpread(t, cl.URL(), []string{"s0", "s1", "s2", "s3", "s4", "s5"})
+			runFleet(t, cl.URL(), tc.kill)
+		})
+	}
+}
+
+// checkSourcesSpread asserts that the sources' hash tags do not all fall on
+// one master, so the cluster run really exercises more than one shard.
+func checkSourcesSpread(t *testing.T, url string, sources []string) {
+	t.Helper()
+	opt, err := redis.ParseClusterURL(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := redis.NewClusterClient(opt)
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	slots, err := c.ClusterSlots(ctx).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	masters := map[string]bool{}
+	for _, s := range sources {
+		slot, err := c.ClusterKeySlot(ctx, "{"+s+"}").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range slots {
+			if int64(r.Start) <= slot && slot <= int64(r.End) {
+				masters[r.Nodes[0].Addr] = true
+			}
+		}
+	}
+	if len(masters) < 2 {
+		t.Fatalf("sources %v all hash to one master; the cluster run would test one shard", sources)
+	}
+	t.Logf("sources spread over %d masters", len(masters))
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -15,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/pollbridge/pollbridge/bridge/store"
+	"github.com/pollbridge/pollbridge/bridge/store/redisstore/redistest"
 )
 
 const faultPassword = "s3cret-pw"
@@ -59,15 +59,8 @@ func seedOne(t *testing.T, s *Store) store.Delivery {
 // with the network error while it is gone, never shows the password, and
 // the same Store works again once a server is back on the port.
 func TestRedisDownAndBack(t *testing.T) {
-	bin, _ := needBinaries(t)
-	dir := t.TempDir()
-	port := freePort(t)
-	srv, err := startServer(bin, dir, port, "--requirepass", faultPassword)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.kill() })
-	url := "redis://:" + faultPassword + "@127.0.0.1:" + strconv.Itoa(port) + "/0"
+	srv := redistest.StartServer(t, "--requirepass", faultPassword)
+	url := "redis://:" + faultPassword + "@" + srv.Addr() + "/0"
 	s := openStore(t, url, Options{RepairInterval: time.Hour})
 	d := seedOne(t, s)
 
@@ -86,7 +79,7 @@ func TestRedisDownAndBack(t *testing.T) {
 	}
 
 	// A hung server (SIGSTOP): calls end at their ctx deadline.
-	if err := srv.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+	if err := srv.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
 	for name, call := range storeCalls(s, d) {
@@ -101,12 +94,12 @@ func TestRedisDownAndBack(t *testing.T) {
 			t.Errorf("hung: %s error %v wraps neither the deadline nor a network error", name, err)
 		}
 	}
-	if err := srv.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+	if err := srv.Signal(syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}
 
 	// A dead server: calls fail fast with the network error.
-	srv.kill()
+	srv.Kill()
 	for name, call := range storeCalls(s, d) {
 		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 		start := time.Now()
@@ -119,12 +112,10 @@ func TestRedisDownAndBack(t *testing.T) {
 	}
 
 	// Back on the same port, empty (no persistence): the same Store works.
-	srv, err = startServer(bin, dir, port, "--requirepass", faultPassword)
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv.Restart()
 	deadline := time.Now().Add(10 * time.Second)
 	var st store.State
+	var err error
 	for {
 		if st, err = s.Load(t.Context(), "src"); err == nil {
 			break
