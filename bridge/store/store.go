@@ -5,9 +5,10 @@
 // A poll loads a source's State, diffs a fresh snapshot against it, and hands
 // the result to Commit, which writes the new items and the deliveries they
 // imply in one atomic step guarded by the state's generation. Dispatchers then
-// Claim due deliveries per sink, and Ack, Retry or Bury each one. Backends live
-// in sub-packages (boltstore for the embedded default) and all of them pass the
-// conformance suite in storetest.
+// Claim due deliveries per sink, and Ack, Retry or Bury each one; the events of
+// one item reach each sink in the order they were detected (see Store). Backends
+// live in sub-packages (boltstore for the embedded default, redisstore for a
+// fleet) and all of them pass the conformance suite in storetest.
 package store
 
 import (
@@ -62,7 +63,9 @@ type Commit struct {
 	// Meta, when non-nil, replaces the source's Meta entirely.
 	Meta map[string]string
 	// Deliveries are added to the outbox, each due at its Due (a zero Due
-	// means the commit time). A delivery whose ID is already in the outbox
+	// means the commit time), in the order given. A delivery for an item
+	// that already has an outstanding delivery to the same sink waits
+	// behind it (see Store). A delivery whose ID is already in the outbox
 	// or the dead letters is skipped: the first copy stays.
 	Deliveries []Delivery
 }
@@ -85,7 +88,9 @@ type Delivery struct {
 	Attempts int `json:"attempts"`
 	// Created is when the delivery entered the outbox.
 	Created time.Time `json:"created"`
-	// Due is when the delivery may next be claimed.
+	// Due is when the delivery may next be claimed. A delivery waiting
+	// behind an older one of its item is claimable only once that one is
+	// acked or buried; Due then becomes that time if it was earlier.
 	Due time.Time `json:"due"`
 	// LastError describes the last failed attempt, if any.
 	LastError string `json:"last_error,omitempty"`
@@ -95,7 +100,8 @@ type Delivery struct {
 
 // SinkStats counts the outbox of one sink.
 type SinkStats struct {
-	// Pending counts deliveries that have not failed yet (including claimed).
+	// Pending counts deliveries that have not failed yet, including claimed
+	// ones and ones waiting behind an older delivery of their item.
 	Pending int
 	// Retrying counts deliveries waiting for another attempt after a failure.
 	Retrying int
@@ -105,6 +111,18 @@ type SinkStats struct {
 
 // Store keeps source state and the outbox. All methods are safe for
 // concurrent use and honour ctx for blocking work.
+//
+// Order per item: the outstanding (not yet acked, not dead) deliveries of
+// one item, that is one (Sink, Source, Key), form a queue in commit order.
+// Only its head, the oldest, can be claimed; the younger ones wait, however
+// long the head keeps failing and being retried. When the head is acked or
+// buried the next one becomes claimable at once. So each sink receives the
+// events of an item in detection order, one at a time, while the items
+// around it go on: one failing item never holds up another, and a sink
+// never holds up another sink (the order is per sink). A dead letter
+// releases its item, so one bad event does not block an item forever; a
+// replayed dead letter joins the end of its item's queue. Waiting costs
+// Claim nothing: its cost does not grow with the waiting deliveries.
 type Store interface {
 	// Load returns the state of a source; an unknown source has an empty
 	// State with Generation 0.
@@ -118,27 +136,38 @@ type Store interface {
 
 	// Claim returns up to max deliveries of sink that are due at now, oldest
 	// due first (commit order among equals), and hides them from other
-	// claims until now+lease. A claimed delivery that is neither acked,
-	// retried nor buried before its lease runs out can be claimed again.
+	// claims until now+lease. Only the head of each item is claimable, so a
+	// batch holds at most one delivery per item. A claimed delivery that is
+	// neither acked, retried nor buried before its lease runs out can be
+	// claimed again (its item stays blocked meanwhile).
 	Claim(ctx context.Context, sink string, now time.Time, max int, lease time.Duration) ([]Delivery, error)
-	// Ack removes a delivered delivery from the outbox. Ack, Retry and Bury
+	// Ack removes a delivered delivery from the outbox; the next delivery
+	// of its item, if any, becomes claimable at once. Ack, Retry and Bury
 	// return ErrNotFound for a delivery that is no longer in the outbox
 	// (its lease ran out and another worker finished it).
 	Ack(ctx context.Context, d Delivery) error
 	// Retry stores d (its Attempts and LastError as given by the caller) and
-	// makes it claimable again at due.
+	// makes it claimable again at due. d stays the head of its item: the
+	// younger deliveries of the item keep waiting until it is acked or
+	// buried.
 	Retry(ctx context.Context, d Delivery, due time.Time) error
-	// Bury moves d (with its Attempts and LastError) to the dead letters.
+	// Bury moves d (with its Attempts and LastError) to the dead letters and
+	// releases its item: the next delivery of the item, if any, becomes
+	// claimable at once.
 	Bury(ctx context.Context, d Delivery) error
 	// Dead lists the dead letters of sink, or of every sink when sink is "",
 	// oldest first.
 	Dead(ctx context.Context, sink string) ([]Delivery, error)
 	// Replay moves dead letters back into the outbox, due now with their
-	// attempts reset. ids selects them by delivery ID; nil replays every
-	// dead letter of sink ("" = every sink). It returns how many moved; an
-	// unknown id is ErrNotFound.
+	// attempts reset. Each one joins the end of its item's queue, behind
+	// the item's outstanding deliveries (several of one item in their
+	// original commit order). ids selects them by delivery ID; nil replays
+	// every dead letter of sink ("" = every sink). It returns how many
+	// moved; an unknown id is ErrNotFound.
 	Replay(ctx context.Context, sink string, ids []string) (int, error)
-	// Stats counts the outbox per sink at now.
+	// Stats counts the outbox per sink at now; deliveries waiting behind
+	// the head of their item count as Pending (Retrying if they failed
+	// before).
 	Stats(ctx context.Context, now time.Time) (map[string]SinkStats, error)
 
 	// TryLease takes the lease called name for owner until ttl has passed,

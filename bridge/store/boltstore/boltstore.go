@@ -1,12 +1,15 @@
 package boltstore
 
 import (
+	"bytes"
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -24,7 +27,9 @@ var ErrInUse = errors.New("it is in use by another pollbridge process")
 const DefaultTimeout = time.Second
 
 // schemaVersion is the layout version written to the pollbridge bucket.
-const schemaVersion = 1
+// Version 1 had no fifo bucket (no per-item order); Open upgrades it, and a
+// read-only Open reads it as it is.
+const schemaVersion = 2
 
 // Bucket and key names; see the package doc for the layout.
 const (
@@ -38,6 +43,7 @@ const (
 	bucketDue     = "due"
 	bucketDead    = "dead"
 	bucketClaimed = "claimed"
+	bucketFifo    = "fifo"
 )
 
 // Options configures Open.
@@ -140,25 +146,36 @@ func (s *Store) Close() error {
 	return nil
 }
 
+// checkSchema accepts a file that was never initialised and the layout
+// versions this pollbridge reads (1 and 2).
 func checkSchema(tx *bolt.Tx) error {
+	_, err := schema(tx)
+	return err
+}
+
+// schema returns the file's layout version; 0 for a file that was never
+// initialised.
+func schema(tx *bolt.Tx) (uint64, error) {
 	root := tx.Bucket([]byte(bucketRoot))
 	if root == nil {
 		if tx.Bucket([]byte(bucketSources)) != nil {
-			return errors.New("check schema: not a pollbridge state file")
+			return 0, errors.New("check schema: not a pollbridge state file")
 		}
-		return nil // a file that was never initialised reads as empty
+		return 0, nil // a file that was never initialised reads as empty
 	}
 	v := root.Get([]byte(keySchema))
 	if len(v) != 8 {
-		return errors.New("check schema: missing schema version")
+		return 0, errors.New("check schema: missing schema version")
 	}
-	if n := binary.BigEndian.Uint64(v); n != schemaVersion {
-		return fmt.Errorf("check schema: file has schema version %d, this pollbridge reads %d", n, schemaVersion)
+	n := binary.BigEndian.Uint64(v)
+	if n < 1 || n > schemaVersion {
+		return 0, fmt.Errorf("check schema: file has schema version %d, this pollbridge reads 1 to %d", n, schemaVersion)
 	}
-	return nil
+	return n, nil
 }
 
-// initialize creates the buckets and releases abandoned claims.
+// initialize creates the buckets, upgrades a version 1 layout and releases
+// abandoned claims.
 func (s *Store) initialize(tx *bolt.Tx) error {
 	if tx.Bucket([]byte(bucketRoot)) == nil && firstBucket(tx) != "" {
 		return fmt.Errorf("check schema: not a pollbridge state file (has bucket %q)", firstBucket(tx))
@@ -172,17 +189,68 @@ func (s *Store) initialize(tx *bolt.Tx) error {
 			return fmt.Errorf("create buckets: %w", err)
 		}
 	}
-	if err := checkSchema(tx); err != nil {
+	version, err := schema(tx)
+	if err != nil {
 		return err
 	}
-	for _, name := range []string{bucketSources, bucketOutbox, bucketDue, bucketDead, bucketClaimed} {
+	for _, name := range []string{bucketSources, bucketOutbox, bucketDue, bucketDead, bucketClaimed, bucketFifo} {
 		if _, err := tx.CreateBucketIfNotExists([]byte(name)); err != nil {
 			return fmt.Errorf("create buckets: %w", err)
+		}
+	}
+	if version < 2 {
+		if err := upgradeFifo(tx); err != nil {
+			return fmt.Errorf("upgrade schema: %w", err)
+		}
+		if err := root.Put([]byte(keySchema), binary.BigEndian.AppendUint64(nil, schemaVersion)); err != nil {
+			return fmt.Errorf("upgrade schema: %w", err)
 		}
 	}
 	return releaseClaims(tx)
 }
 
+// upgradeFifo turns a version 1 outbox, where every live delivery was in
+// due/<sink>, into a version 2 one: every live delivery enters the fifo of
+// its (sink, source, key) in commit order, and all but the oldest of each
+// key leave due/<sink> to wait for it.
+func upgradeFifo(tx *bolt.Tx) error {
+	ob := outbox(tx)
+	var live []*record
+	err := ob.ForEach(func(_, v []byte) error {
+		r, err := decodeRecord(v)
+		if err != nil {
+			return err
+		}
+		if !r.dead() {
+			live = append(live, r)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	slices.SortFunc(live, func(a, b *record) int { return cmp.Compare(a.seq, b.seq) })
+	for _, r := range live {
+		fifo, err := sinkBucket(tx, bucketFifo, r.d.Sink, true)
+		if err != nil {
+			return err
+		}
+		if head, _ := headOf(fifo, r); head != nil {
+			// A younger one of a busy key: it waits now.
+			due, err := sinkBucket(tx, bucketDue, r.d.Sink, true)
+			if err != nil {
+				return err
+			}
+			if err := due.Delete(r.key()); err != nil {
+				return err
+			}
+		}
+		if err := fifo.Put(r.fifoKey(), r.dueValue()); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 func firstBucket(tx *bolt.Tx) string {
 	k, _ := tx.Cursor().First()
 	return string(k)
@@ -190,6 +258,8 @@ func firstBucket(tx *bolt.Tx) string {
 
 // releaseClaims makes every claimed delivery due at its due time again. Only
 // Open calls it: the file lock proves that whoever claimed them is gone.
+// Only the head of a key is ever claimed; a claimed delivery that waits
+// behind another (left by an upgrade from version 1) stays waiting.
 func releaseClaims(tx *bolt.Tx) error {
 	claimed := tx.Bucket([]byte(bucketClaimed))
 	var ids [][]byte
@@ -212,6 +282,13 @@ func releaseClaims(tx *bolt.Tx) error {
 			return fmt.Errorf("release claims: %w", err)
 		}
 		if r.dead() {
+			continue
+		}
+		fifo, err := sinkBucket(tx, bucketFifo, r.d.Sink, true)
+		if err != nil {
+			return fmt.Errorf("release claims: %w", err)
+		}
+		if head, _ := headOf(fifo, r); head != nil && !bytes.Equal(head, r.fifoKey()) {
 			continue
 		}
 		if err := moveDue(tx, r, nanos(r.d.Due)); err != nil {

@@ -28,6 +28,20 @@ type record struct {
 
 func (r *record) key() []byte { return indexKey(r.at, r.seq) }
 
+// fifoKey is the key of the record's entry in fifo/<sink>: its item's
+// fifoPrefix, then its seq.
+func (r *record) fifoKey() []byte {
+	return binary.BigEndian.AppendUint64(fifoPrefix(r.d.Source, r.d.Key), r.seq)
+}
+
+// fifoPrefix starts the fifo/<sink> keys of one item: the source and the
+// item key, each length-prefixed, so that no item's prefix starts another's.
+func fifoPrefix(source, key string) []byte {
+	b := make([]byte, 0, 2*binary.MaxVarintLen64+len(source)+len(key)+8)
+	b = appendBytes(b, []byte(source))
+	return appendBytes(b, []byte(key))
+}
+
 func (r *record) dead() bool { return !r.d.Dead.IsZero() }
 
 // dueValue is the value of the record's due/<sink> entry.

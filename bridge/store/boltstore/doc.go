@@ -9,20 +9,34 @@
 //
 // Layout of the file (all integers big-endian):
 //
-//	pollbridge                   schema = 1
+//	pollbridge                   schema = 2
 //	sources/<source>/gen         8-byte generation
 //	sources/<source>/items/<key> uvarint len(fp) | fp | item JSON
 //	sources/<source>/meta/<name> value
 //	outbox/<delivery ID>         binary record: the Delivery, its seq and the
 //	                             time of its current index entry
-//	due/<sink>/<at|seq>          flag (0 pending, 1 retrying) | delivery ID
+//	fifo/<sink>/<item|seq>       flag (0 pending, 1 retrying) | delivery ID
+//	due/<sink>/<at|seq>          flag | delivery ID
 //	dead/<sink>/<at|seq>         delivery ID
 //	claimed/<delivery ID>        empty; the delivery's due entry is a lease
 //
 // at is a time as UnixNano with the sign bit flipped, so keys sort by time;
-// seq is the outbox's sequence, assigned in commit order. Claim scans
-// due/<sink> from the start and stops at the first key due after now; a claim
-// moves the entry to now+lease, Retry to its new due time, Bury to dead/<sink>.
-// Every delivery lives in outbox and in exactly one of due/<sink> or
-// dead/<sink>; every method changes them in one transaction.
+// seq is the outbox's sequence, assigned in commit order (and afresh when a
+// dead letter is replayed); item is uvarint len(source) | source | uvarint
+// len(key) | key, so no item's keys start with another item's.
+//
+// Every live delivery has an entry in fifo/<sink>, where the entries of one
+// item sort in commit order. The first one of each item is its head: only
+// heads have an entry in due/<sink>, so Claim, which scans due/<sink> from
+// the start and stops at the first key due after now, hands out the head of
+// each item and never looks at the deliveries waiting behind one. A claim
+// moves the head's due entry to now+lease, Retry to its new due time. Ack
+// and Bury remove the head and give the next entry of its item a due entry
+// (at the later of now and its own due time); Bury adds dead/<sink>. Commit
+// and Replay add a delivery at the end of its item's fifo, and to due/<sink>
+// only when the item had no entry. Every method changes all of them in one
+// transaction.
+//
+// Version 1 had no fifo bucket and every live delivery in due/<sink>; Open
+// upgrades such a file in place (a read-only Open reads it as it is).
 package boltstore

@@ -2,6 +2,7 @@ package boltstore
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -15,7 +16,9 @@ import (
 
 // Claim returns up to max deliveries of sink due at now, oldest due first and
 // in commit order among equal times, and hides them from other claims until
-// now+lease. max must be positive and lease longer than zero.
+// now+lease. max must be positive and lease longer than zero. Only the head
+// of each item (see store.Store) is in due/<sink>, so Claim never looks at
+// the deliveries waiting behind one.
 func (s *Store) Claim(ctx context.Context, sink string, now time.Time, max int, lease time.Duration) ([]store.Delivery, error) {
 	if max <= 0 || lease <= 0 {
 		return nil, fmt.Errorf("claim: max %d and lease %v must be positive", max, lease)
@@ -59,24 +62,17 @@ func (s *Store) Claim(ctx context.Context, sink string, now time.Time, max int, 
 	return out, nil
 }
 
-// Ack removes d from the outbox. It fails with store.ErrNotFound when d is
-// not in the outbox (already acked, or dead).
+// Ack removes d from the outbox; when d was the head of its item, the next
+// delivery of the item becomes due at once. It fails with store.ErrNotFound
+// when d is not in the outbox (already acked, or dead).
 func (s *Store) Ack(ctx context.Context, d store.Delivery) error {
+	now := time.Now()
 	err := s.update(ctx, func(tx *bolt.Tx) error {
 		r, err := liveRecord(tx, d.ID)
 		if err != nil {
 			return err
 		}
-		due, err := sinkBucket(tx, bucketDue, r.d.Sink, false)
-		if err != nil {
-			return err
-		}
-		if due != nil {
-			if err := due.Delete(r.key()); err != nil {
-				return err
-			}
-		}
-		if err := tx.Bucket([]byte(bucketClaimed)).Delete([]byte(d.ID)); err != nil {
+		if err := unlink(tx, r, now); err != nil {
 			return err
 		}
 		return outbox(tx).Delete([]byte(d.ID))
@@ -88,8 +84,9 @@ func (s *Store) Ack(ctx context.Context, d store.Delivery) error {
 }
 
 // Retry takes d.Attempts and d.LastError, ends d's claim and makes it
-// claimable at due (now, when due is zero). It fails with store.ErrNotFound
-// when d is not in the outbox.
+// claimable at due (now, when due is zero). d stays the head of its item:
+// the younger deliveries of the item keep waiting. It fails with
+// store.ErrNotFound when d is not in the outbox.
 func (s *Store) Retry(ctx context.Context, d store.Delivery, due time.Time) error {
 	if due.IsZero() {
 		due = time.Now()
@@ -99,9 +96,26 @@ func (s *Store) Retry(ctx context.Context, d store.Delivery, due time.Time) erro
 		if err != nil {
 			return err
 		}
+		head, err := isHead(tx, r)
+		if err != nil {
+			return err
+		}
 		r.d.Attempts, r.d.LastError, r.d.Due = d.Attempts, d.LastError, due
 		if err := tx.Bucket([]byte(bucketClaimed)).Delete([]byte(d.ID)); err != nil {
 			return err
+		}
+		fifo, err := sinkBucket(tx, bucketFifo, r.d.Sink, true)
+		if err != nil {
+			return err
+		}
+		if err := fifo.Put(r.fifoKey(), r.dueValue()); err != nil { // the retrying flag
+			return err
+		}
+		if !head {
+			// It waits behind an older delivery of its item (only a caller
+			// that never claimed it can retry it): it keeps waiting.
+			r.at = nanos(due)
+			return putRecord(outbox(tx), r)
 		}
 		return moveDue(tx, r, nanos(due))
 	})
@@ -112,8 +126,9 @@ func (s *Store) Retry(ctx context.Context, d store.Delivery, due time.Time) erro
 }
 
 // Bury takes d.Attempts and d.LastError and moves d to the dead letters of
-// its sink, stamped with the current time. It fails with store.ErrNotFound
-// when d is not in the outbox.
+// its sink, stamped with the current time; when d was the head of its item,
+// the next delivery of the item becomes due at once. It fails with
+// store.ErrNotFound when d is not in the outbox.
 func (s *Store) Bury(ctx context.Context, d store.Delivery) error {
 	now := time.Now()
 	err := s.update(ctx, func(tx *bolt.Tx) error {
@@ -121,16 +136,7 @@ func (s *Store) Bury(ctx context.Context, d store.Delivery) error {
 		if err != nil {
 			return err
 		}
-		due, err := sinkBucket(tx, bucketDue, r.d.Sink, false)
-		if err != nil {
-			return err
-		}
-		if due != nil {
-			if err := due.Delete(r.key()); err != nil {
-				return err
-			}
-		}
-		if err := tx.Bucket([]byte(bucketClaimed)).Delete([]byte(d.ID)); err != nil {
+		if err := unlink(tx, r, now); err != nil {
 			return err
 		}
 		r.d.Attempts, r.d.LastError, r.d.Dead = d.Attempts, d.LastError, now
@@ -148,6 +154,100 @@ func (s *Store) Bury(ctx context.Context, d store.Delivery) error {
 		return fmt.Errorf("bury %q: %w", d.ID, err)
 	}
 	return nil
+}
+
+// unlink takes a live record out of due/<sink>, claimed and the fifo of its
+// item, and when it was the item's head makes the next one the head, due
+// at now or its own due time, whichever is later.
+func unlink(tx *bolt.Tx, r *record, now time.Time) error {
+	due, err := sinkBucket(tx, bucketDue, r.d.Sink, false)
+	if err != nil {
+		return err
+	}
+	head := false
+	if due != nil && due.Get(r.key()) != nil {
+		head = true
+		if err := due.Delete(r.key()); err != nil {
+			return err
+		}
+	}
+	if err := tx.Bucket([]byte(bucketClaimed)).Delete([]byte(r.d.ID)); err != nil {
+		return err
+	}
+	fifo, err := sinkBucket(tx, bucketFifo, r.d.Sink, false)
+	if err != nil || fifo == nil {
+		return err
+	}
+	if err := fifo.Delete(r.fifoKey()); err != nil {
+		return err
+	}
+	if !head {
+		return nil
+	}
+	_, v := headOf(fifo, r)
+	if v == nil {
+		return nil
+	}
+	next, err := indexedRecord(outbox(tx), v[1:])
+	if err != nil {
+		return err
+	}
+	if due.Get(next.key()) != nil {
+		return nil // already due (cannot happen while the fifo is consistent)
+	}
+	if next.d.Due.Before(now) {
+		next.d.Due = now
+	}
+	next.at = nanos(next.d.Due)
+	if err := due.Put(next.key(), next.dueValue()); err != nil {
+		return fmt.Errorf("promote delivery %q: %w", next.d.ID, err)
+	}
+	return putRecord(outbox(tx), next)
+}
+
+// enqueue adds a live record, new to the outbox or replayed, at the end of
+// the fifo of its item. When no older delivery of the item is outstanding it
+// becomes the head: due/<sink> gets its entry at r.at. It saves r.
+func enqueue(tx *bolt.Tx, r *record) error {
+	fifo, err := sinkBucket(tx, bucketFifo, r.d.Sink, true)
+	if err != nil {
+		return err
+	}
+	busy, _ := headOf(fifo, r)
+	if err := fifo.Put(r.fifoKey(), r.dueValue()); err != nil {
+		return fmt.Errorf("queue delivery %q: %w", r.d.ID, err)
+	}
+	due, err := sinkBucket(tx, bucketDue, r.d.Sink, true)
+	if err != nil {
+		return err
+	}
+	if busy == nil {
+		if err := due.Put(r.key(), r.dueValue()); err != nil {
+			return fmt.Errorf("queue delivery %q: %w", r.d.ID, err)
+		}
+	}
+	return putRecord(outbox(tx), r)
+}
+
+// headOf returns the first fifo entry of r's item (its head): key and
+// value, copied; nil when the item has none.
+func headOf(fifo *bolt.Bucket, r *record) (key, value []byte) {
+	prefix := fifoPrefix(r.d.Source, r.d.Key)
+	k, v := fifo.Cursor().Seek(prefix)
+	if k == nil || !bytes.HasPrefix(k, prefix) {
+		return nil, nil
+	}
+	return bytes.Clone(k), bytes.Clone(v)
+}
+
+// isHead reports whether a live record is the head of its item, that is,
+// has an entry in due/<sink> (where r.at says).
+func isHead(tx *bolt.Tx, r *record) (bool, error) {
+	due, err := sinkBucket(tx, bucketDue, r.d.Sink, false)
+	if err != nil || due == nil {
+		return false, err
+	}
+	return due.Get(r.key()) != nil, nil
 }
 
 // Dead lists the dead letters of sink, or of every sink when sink is "", in
@@ -181,6 +281,10 @@ func (s *Store) Dead(ctx context.Context, sink string) ([]store.Delivery, error)
 // then sink, if not "", must be theirs; nil ids selects every dead letter of
 // sink ("" = every sink). Replay is all or nothing: an id that is not a dead
 // letter fails it with store.ErrNotFound and moves none.
+//
+// The replayed deliveries join the outbox in their original commit order,
+// with fresh sequence numbers: each one queues behind the outstanding
+// deliveries of its item, or becomes its head when there are none.
 func (s *Store) Replay(ctx context.Context, sink string, ids []string) (int, error) {
 	now := time.Now()
 	n := 0
@@ -217,6 +321,7 @@ func (s *Store) Replay(ctx context.Context, sink string, ids []string) (int, err
 				recs = append(recs, r)
 			}
 		}
+		slices.SortFunc(recs, func(a, b *record) int { return cmp.Compare(a.seq, b.seq) })
 		for _, r := range recs {
 			dead, err := sinkBucket(tx, bucketDead, r.d.Sink, false)
 			if err != nil {
@@ -227,16 +332,14 @@ func (s *Store) Replay(ctx context.Context, sink string, ids []string) (int, err
 					return err
 				}
 			}
-			r.d.Attempts, r.d.Dead, r.d.Due = 0, time.Time{}, now
-			r.at = nanos(now)
-			due, err := sinkBucket(tx, bucketDue, r.d.Sink, true)
+			seq, err := ob.NextSequence()
 			if err != nil {
 				return err
 			}
-			if err := due.Put(r.key(), r.dueValue()); err != nil {
-				return err
-			}
-			if err := putRecord(ob, r); err != nil {
+			r.seq = seq
+			r.d.Attempts, r.d.Dead, r.d.Due = 0, time.Time{}, now
+			r.at = nanos(now)
+			if err := enqueue(tx, r); err != nil {
 				return err
 			}
 			n++
@@ -250,22 +353,36 @@ func (s *Store) Replay(ctx context.Context, sink string, ids []string) (int, err
 }
 
 // Stats counts the outbox per sink. Every sink that ever had a delivery is
-// listed, with zero counts when it has none now. now is not used: counts do
-// not depend on due times.
+// listed, with zero counts when it has none now. Deliveries waiting behind
+// an older one of their item count as Pending (or Retrying, if they failed
+// before). now is not used: counts do not depend on due times.
 func (s *Store) Stats(ctx context.Context, now time.Time) (map[string]store.SinkStats, error) {
 	out := map[string]store.SinkStats{}
+	count := func(b *bolt.Bucket, st *store.SinkStats) error {
+		if b == nil {
+			return nil
+		}
+		return b.ForEach(func(_, v []byte) error {
+			if len(v) > 0 && v[0] == flagRetrying {
+				st.Retrying++
+			} else {
+				st.Pending++
+			}
+			return nil
+		})
+	}
 	err := s.view(ctx, func(tx *bolt.Tx) error {
+		// Every live delivery has a fifo entry; a version 1 file (read-only)
+		// has no fifo bucket and every live delivery in due.
+		fifo := tx.Bucket([]byte(bucketFifo))
 		if due := tx.Bucket([]byte(bucketDue)); due != nil {
 			err := due.ForEachBucket(func(sink []byte) error {
 				st := out[string(sink)]
-				err := due.Bucket(sink).ForEach(func(_, v []byte) error {
-					if len(v) > 0 && v[0] == flagRetrying {
-						st.Retrying++
-					} else {
-						st.Pending++
-					}
-					return nil
-				})
+				b := due.Bucket(sink)
+				if fifo != nil {
+					b = fifo.Bucket(sink)
+				}
+				err := count(b, &st)
 				out[string(sink)] = st
 				return err
 			})

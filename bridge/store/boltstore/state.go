@@ -66,7 +66,9 @@ func (s *Store) load(ctx context.Context, source string, withItems bool) (store.
 // wrapping store.ErrConflict unless c.Generation is the stored generation.
 //
 // Deliveries get Created and Due set to the commit time when zero (a non-zero
-// Due is kept) and a fresh commit-order sequence. A delivery whose ID is
+// Due is kept) and a fresh commit-order sequence. A delivery for an item that
+// has an outstanding delivery to the same sink waits behind it (see
+// store.Store). A delivery whose ID is
 // already in the outbox or the dead letters is skipped, as is a repeat of an
 // ID within c: the first one stays. Deletes are applied before upserts.
 func (s *Store) Commit(ctx context.Context, c store.Commit) error {
@@ -181,14 +183,7 @@ func addDeliveries(tx *bolt.Tx, ds []store.Delivery, now time.Time) error {
 		}
 		d.Dead = time.Time{}
 		r := &record{d: d, seq: seq, at: nanos(d.Due)}
-		if err := putRecord(ob, r); err != nil {
-			return fmt.Errorf("add delivery %q: %w", d.ID, err)
-		}
-		due, err := sinkBucket(tx, bucketDue, d.Sink, true)
-		if err != nil {
-			return fmt.Errorf("add delivery %q: %w", d.ID, err)
-		}
-		if err := due.Put(r.key(), r.dueValue()); err != nil {
+		if err := enqueue(tx, r); err != nil {
 			return fmt.Errorf("add delivery %q: %w", d.ID, err)
 		}
 	}

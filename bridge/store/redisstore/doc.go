@@ -13,13 +13,19 @@
 //	P{src}:head               hash    {src}     gen: generation; seq: last delivery
 //	                                            sequence; v:<sink>: index version of
 //	                                            the (src, sink) pair; r:<sink>: live
-//	                                            deliveries with attempts > 0
+//	                                            deliveries with attempts > 0;
+//	                                            w:<sink>: live deliveries waiting
+//	                                            behind the head of their item
 //	P{src}:items              hash    {src}     item key -> len(fp) ':' fp, item JSON
 //	P{src}:meta               hash    {src}     Meta (ETag, body hash, ...)
 //	P{src}:out                hash    {src}     delivery ID -> delivery record, live
 //	                                            or dead
-//	P{src}:due:<sink>         zset    {src}     live deliveries of src for sink;
-//	                                            score: due (or lease end) in Unix ms
+//	P{src}:due:<sink>         zset    {src}     the head of each item of src that
+//	                                            has live deliveries for sink; score:
+//	                                            due (or lease end) in Unix ms
+//	P{src}:fifo:<sink>        zset    {src}     every live delivery of src for sink,
+//	                                            score 0, member: len(key) ':' key,
+//	                                            then its due member
 //	P{src}:dead:<sink>        zset    {src}     dead letters; score: when buried (ms)
 //	Psink:{sink}:ready        zset    {sink}    ready index: member src, score: the
 //	                                            lowest score in P{src}:due:<sink>
@@ -29,7 +35,10 @@
 //	Please:<name>             string  own       TryLease: owner, expiring (PX)
 //
 // Members of the due and dead ZSETs are the delivery's sequence (20 decimal
-// digits) followed by its ID, so equal scores sort in commit order. A
+// digits) followed by its ID, so equal scores sort in commit order. The
+// FIFO ZSET sorts by member (all scores are 0): the deliveries of one item
+// key are adjacent, in commit order, and ZRANGEBYLEX finds an item's first
+// one (its head) in O(log n). A
 // delivery record is "1|" then twelve fields, each its decimal byte length,
 // ':' and the bytes: seq, attempts, due, dead (UnixNano, "" = zero time),
 // last error, sink, ID, event ID, source, key, created (UnixNano), payload
@@ -55,19 +64,19 @@
 // earliest score, and a second script records both in the sink's slot
 // unless a newer version is recorded already. Concurrent updates therefore
 // converge on the newest state in any order, and an index score that is too
-// low (after an Ack or Bury, which skip the update) costs one wasted probe
-// that corrects it.
+// low (after an Ack or Bury that made no waiting delivery due, which skip
+// the update) costs one wasted probe that corrects it.
 //
-// A replica that dies between a commit (or retry, replay, claim) and its
-// index update leaves the index behind. So at most every
-// Options.RepairInterval (default 10s), a Claim first rebuilds the index of
-// every sink from the set of known sources (Psources): one script per source
-// reads each pair's version and earliest score, and whatever the index lacks
-// is recorded. The replicas sharing a prefix take turns (Prepair, SET NX PX
+// A replica that dies between a commit (or retry, replay, claim, or an Ack
+// or Bury that made a waiting delivery due) and its index update leaves the
+// index behind. So at most every Options.RepairInterval (default 10s), a
+// Claim first rebuilds the index of every sink from the set of known
+// sources (Psources): one script per source reads each pair's version and
+// earliest score, and whatever the index lacks is recorded. The replicas sharing a prefix take turns (Prepair, SET NX PX
 // for 90% of the interval), so the fleet repairs about once per interval.
 //
 // Bound: a delivery whose index update was lost becomes claimable within
-// RepairInterval of its commit (2×RepairInterval if the replica that
+// RepairInterval of its commit or promotion (2×RepairInterval if the replica that
 // repaired last dies too), plus the time until a replica next calls Claim
 // for any sink (the engine's idle dispatchers call it every second) and the
 // sink's next Claim after the repair. The repair reads every source, so its
@@ -75,14 +84,26 @@
 //
 // # Outbox semantics
 //
-// A claim moves the delivery's due entry to now+lease (a visibility
-// timeout): a claimer that dies without Ack, Retry or Bury loses it to the
-// next Claim after the lease. Retry moves the entry to its new due time;
-// Bury moves it to the dead ZSET; Replay moves it back, due now. Dead
-// letters stay in Redis until replayed. Stats, Dead and Replay read every
-// known source; they are for operators, not the hot path. Ack, Retry and
-// Bury look for the delivery in the outbox of its Source first (where the
-// engine commits it) and scan every source only when it is not there.
+// Per item (sink, source, key) only the oldest live delivery, its head, is
+// in the due ZSET; the younger ones wait in the FIFO ZSET, so Claim never
+// reads them. Commit and Replay add a delivery to the end of its item's
+// FIFO, and to the due ZSET only when the item had no live delivery. A
+// claim moves the head's due entry to now+lease (a visibility timeout): a
+// claimer that dies without Ack, Retry or Bury loses it to the next Claim
+// after the lease. Retry moves the entry to its new due time and keeps the
+// item blocked; Ack and Bury remove the head and move the next delivery of
+// the item into the due ZSET, due at the later of now and its own due time,
+// and then update the ready index (like a commit, so a replica that dies in
+// between leaves that delivery to the repair pass). Bury moves the head to
+// the dead ZSET; Replay moves dead letters back, due now, in their commit
+// order and with fresh sequence numbers. Deliveries committed by a
+// pollbridge without FIFOs are all in the due ZSET; they stay claimable and
+// are simply not ordered against later ones.
+//
+// Dead letters stay in Redis until replayed. Stats, Dead and Replay read
+// every known source; they are for operators, not the hot path. Ack, Retry
+// and Bury look for the delivery in the outbox of its Source first (where
+// the engine commits it) and scan every source only when it is not there.
 //
 // # Durability and failures
 //

@@ -68,7 +68,7 @@ func TestRepairFindsStrandedDelivery(t *testing.T) {
 			}
 			// The bound: the last repair ran before the commit, the next one
 			// at most every later; allow for the claim polling and a slow CI.
-			if took := time.Since(committed); took > every+300*time.Millisecond {
+			if took := time.Since(committed); took > every+time.Second { // slack for a loaded CI machine
 				t.Errorf("stranded delivery claimable after %v, want within the repair interval %v", took, every)
 			}
 		})

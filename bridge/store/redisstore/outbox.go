@@ -20,7 +20,9 @@ import (
 // and lease longer than zero.
 //
 // Claim finds the sources with due deliveries in the sink's ready index,
-// so its cost does not grow with idle sources. Within a source the batch is
+// so its cost does not grow with idle sources; only the head of each item
+// is in a due ZSET, so it does not grow with the deliveries waiting behind
+// one either. Within a source the batch is
 // oldest due first, commit order among equals; across sources it is filled
 // source by source in the order of their earliest due delivery, and then
 // sorted by due time. If a source fails midway, Claim returns what it
@@ -105,8 +107,9 @@ pages:
 	return out, nil
 }
 
-// Ack removes d from the outbox. It fails with store.ErrNotFound when d is
-// not in the outbox (already acked, or dead).
+// Ack removes d from the outbox; when d was the head of its item, the next
+// delivery of the item becomes due at once. It fails with store.ErrNotFound
+// when d is not in the outbox (already acked, or dead).
 func (s *Store) Ack(ctx context.Context, d store.Delivery) error {
 	if err := s.settle(ctx, "ack", d, "", 0, ""); err != nil {
 		return fmt.Errorf("ack %q: %w", d.ID, err)
@@ -115,8 +118,9 @@ func (s *Store) Ack(ctx context.Context, d store.Delivery) error {
 }
 
 // Retry takes d.Attempts and d.LastError, ends d's claim and makes it
-// claimable at due (now, when due is zero). It fails with store.ErrNotFound
-// when d is not in the outbox.
+// claimable at due (now, when due is zero). d stays the head of its item:
+// the younger deliveries of the item keep waiting. It fails with
+// store.ErrNotFound when d is not in the outbox.
 func (s *Store) Retry(ctx context.Context, d store.Delivery, due time.Time) error {
 	if due.IsZero() {
 		due = time.Now()
@@ -128,8 +132,9 @@ func (s *Store) Retry(ctx context.Context, d store.Delivery, due time.Time) erro
 }
 
 // Bury takes d.Attempts and d.LastError and moves d to the dead letters of
-// its sink, stamped with the current time. It fails with store.ErrNotFound
-// when d is not in the outbox.
+// its sink, stamped with the current time; when d was the head of its item,
+// the next delivery of the item becomes due at once. It fails with
+// store.ErrNotFound when d is not in the outbox.
 func (s *Store) Bury(ctx context.Context, d store.Delivery) error {
 	now := time.Now()
 	if err := s.settle(ctx, "bury", d, nanoString(now), ceilMs(now), d.LastError); err != nil {
@@ -140,7 +145,9 @@ func (s *Store) Bury(ctx context.Context, d store.Delivery) error {
 
 // settle runs the ack/retry/bury script for d. It looks for d in the outbox
 // of d.Source first (where the engine's deliveries are) and, failing that,
-// in every known source.
+// in every known source. After a retry, or an ack or bury that made the
+// next delivery of d's item due, it records the source's new earliest due
+// time in the ready index.
 func (s *Store) settle(ctx context.Context, op string, d store.Delivery, at string, atMs int64, lastErr string) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -159,14 +166,18 @@ func (s *Store) settle(ctx context.Context, op string, d store.Delivery, at stri
 			}
 			sink = r.d.Sink
 		}
-		keys := []string{s.headKey(src), s.outKey(src), s.dueKey(src, sink), s.deadKey(src, sink)}
-		res, err := s.sc.settle.Run(ctx, s.rdb, keys, op, d.ID, sink, d.Attempts, at, atMs, lastErr).StringSlice()
+		keys := []string{s.headKey(src), s.outKey(src), s.dueKey(src, sink), s.deadKey(src, sink), s.fifoKey(src, sink)}
+		// A delivery this makes due is due now, in whole milliseconds
+		// rounded down: a Claim right after sees it.
+		now := time.Now().Truncate(time.Millisecond)
+		res, err := s.sc.settle.Run(ctx, s.rdb, keys, op, d.ID, sink, d.Attempts, at, atMs, lastErr,
+			nanoString(now), floorMs(now)).StringSlice()
 		if err != nil {
 			return err
 		}
 		switch {
-		case len(res) == 3 && res[0] == "ok":
-			if op == "retry" {
+		case len(res) == 4 && res[0] == "ok":
+			if op == "retry" || res[3] == "1" {
 				_ = s.syncIndex(ctx, []indexEntry{{src, sink, res[1], res[2]}}) // else repaired later
 			}
 			return nil
@@ -318,7 +329,10 @@ func (s *Store) deadRecords(ctx context.Context, sink string) ([]deadRecord, err
 // then sink, if not "", must be theirs; nil ids selects every dead letter of
 // sink ("" = every sink). An id that is not a dead letter fails Replay with
 // store.ErrNotFound before anything moves. Dead letters of one source move
-// atomically; those of several sources move source by source.
+// atomically; those of several sources move source by source. The replayed
+// deliveries join the outbox in their original commit order, each behind
+// the outstanding deliveries of its item (or as its head when there are
+// none).
 func (s *Store) Replay(ctx context.Context, sink string, ids []string) (int, error) {
 	n, err := s.replay(ctx, sink, ids)
 	if err != nil {
@@ -373,7 +387,8 @@ func (s *Store) replay(ctx context.Context, sink string, ids []string) (int, err
 	var entries []indexEntry
 	defer func() { _ = s.syncIndex(context.WithoutCancel(ctx), entries) }()
 	for _, p := range order {
-		keys := []string{s.headKey(p.source), s.outKey(p.source), s.dueKey(p.source, p.sink), s.deadKey(p.source, p.sink)}
+		keys := []string{s.headKey(p.source), s.outKey(p.source), s.dueKey(p.source, p.sink), s.deadKey(p.source, p.sink),
+			s.fifoKey(p.source, p.sink)}
 		args := append([]any{p.sink, nanoString(now), score(ceilMs(now))}, groups[p]...)
 		res, err := s.sc.replay.Run(ctx, s.rdb, keys, args...).Slice()
 		if err != nil {
@@ -396,7 +411,9 @@ func (s *Store) replay(ctx context.Context, sink string, ids []string) (int, err
 
 // Stats counts the outbox per sink, reading every known source. Every sink
 // that ever had a delivery is listed, with zero counts when it has none now.
-// now is not used: counts do not depend on due times.
+// Deliveries waiting behind an older one of their item count as Pending (or
+// Retrying, if they failed before). now is not used: counts do not depend on
+// due times.
 func (s *Store) Stats(ctx context.Context, now time.Time) (map[string]store.SinkStats, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("stats: %w", err)

@@ -219,6 +219,9 @@ func (s *Store) dueKey(source, sink string) string {
 func (s *Store) deadKey(source, sink string) string {
 	return s.srcKey(source, "dead:"+esc(sink))
 }
+func (s *Store) fifoKey(source, sink string) string {
+	return s.srcKey(source, "fifo:"+esc(sink))
+}
 
 // sinkKey names a key of sink in the sink's slot.
 func (s *Store) sinkKey(sink, suffix string) string {

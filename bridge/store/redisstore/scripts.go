@@ -61,6 +61,75 @@ local function earliest(due)
   return m[2]
 end
 
+-- fprefix starts the FIFO members of one item key: its length, ':' and the
+-- key, so that no key's prefix starts another key's members.
+local function fprefix(key) return #key .. ':' .. key end
+
+-- fmember is a delivery's member in its (source, sink) FIFO ZSET.
+local function fmember(key, seq, id) return fprefix(key) .. member(seq, id) end
+
+-- first is the first FIFO member of an item key (its head), or nil.
+local function first(fifo, key)
+  local p = fprefix(key)
+  return redis.call('ZRANGEBYLEX', fifo, '[' .. p, '(' .. p .. '\255', 'LIMIT', 0, 1)[1]
+end
+
+-- ceilms is a UnixNano string in whole milliseconds, rounded up (0 before
+-- 1970), computed on the digits: Lua numbers cannot hold nanoseconds.
+local function ceilms(n)
+  if #n <= 6 or string.sub(n, 1, 1) == '-' then return 0 end
+  local ms = tonumber(string.sub(n, 1, #n - 6))
+  if string.sub(n, #n - 5) ~= '000000' then ms = ms + 1 end
+  return ms
+end
+
+-- waiting adds n to the count of deliveries of sink waiting behind the head
+-- of their item.
+local function waiting(head, sink, n)
+  if n ~= 0 then
+    local v = redis.call('HINCRBY', head, 'w:' .. sink, n)
+    if v <= 0 then redis.call('HDEL', head, 'w:' .. sink) end
+  end
+end
+
+-- enqueue adds a live delivery at the end of its item's FIFO and, when the
+-- item has no outstanding delivery, makes it the head: due at score.
+local function enqueue(head, due, fifo, sink, key, seq, id, sc)
+  local busy = first(fifo, key)
+  redis.call('ZADD', fifo, 0, fmember(key, seq, id))
+  if busy then waiting(head, sink, 1) else redis.call('ZADD', due, sc, member(seq, id)) end
+end
+
+-- promote makes the oldest waiting delivery of an item key its head, due at
+-- the later of now and its own due time. It returns '1' if it promoted one.
+local function promote(head, out, due, fifo, sink, key, nowNano, nowMs)
+  for _ = 1, 100 do
+    local fm = first(fifo, key)
+    if not fm then return '0' end
+    local m = string.sub(fm, #fprefix(key) + 1)
+    if redis.call('ZSCORE', due, m) then return '0' end -- a head already
+    local id = string.sub(m, 21)
+    local r = redis.call('HGET', out, id)
+    if r then
+      local f = parse(r)
+      local sc = ceilms(f[3])
+      if sc < tonumber(nowMs) then
+        sc = nowMs
+        f[3] = nowNano
+        redis.call('HSET', out, id, build(f))
+      else
+        sc = string.format('%.0f', sc)
+      end
+      redis.call('ZADD', due, sc, m)
+      waiting(head, sink, -1)
+      return '1'
+    end
+    redis.call('ZREM', fifo, fm) -- its record is gone
+    waiting(head, sink, -1)
+  end
+  return '0'
+end
+
 -- retrying reports whether a record's attempts field counts as a retry.
 local function retrying(attempts) return tonumber(attempts) > 0 end
 
@@ -73,17 +142,17 @@ local function counter(head, sink, n)
 end
 `
 
-// commitLua applies a commit. KEYS: head, items, meta, out, then one due
-// ZSET per sink. ARGV: expected generation, replace meta (1/0), number of
-// deletes, upserts, meta entries and deliveries, the sink names (as many as
-// due keys), then the deletes, upsert pairs, meta pairs, and per delivery:
-// sink index (1-based), id, score, record tail (everything after the seq).
-// It returns {'conflict', stored generation} or {'ok', sink, version,
-// earliest, ...} for every sink that got a delivery.
+// commitLua applies a commit. KEYS: head, items, meta, out, then per sink
+// its due and its FIFO ZSET. ARGV: expected generation, replace meta (1/0),
+// number of deletes, upserts, meta entries and deliveries, the sink names
+// (one per due/FIFO pair), then the deletes, upsert pairs, meta pairs, and
+// per delivery: sink index (1-based), id, score, item key, record tail
+// (everything after the seq). It returns {'conflict', stored generation} or
+// {'ok', sink, version, earliest, ...} for every sink that got a delivery.
 const commitLua = luaPrelude + `
 local gen = redis.call('HGET', KEYS[1], 'gen') or '0'
 if gen ~= ARGV[1] then return {'conflict', gen} end
-local nsinks = #KEYS - 4
+local nsinks = (#KEYS - 4) / 2
 local ndel, nup, nmeta, ndeliv = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local i = 7 + nsinks
 local function chunked(cmd, key, n, width)
@@ -102,16 +171,17 @@ chunked('HSET', KEYS[3], nmeta, 2)
 redis.call('HINCRBY', KEYS[1], 'gen', 1)
 local touched = {}
 for _ = 1, ndeliv do
-  local k, id, sc, tail = tonumber(ARGV[i]), ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
-  i = i + 4
+  local k, id, sc, key, tail = tonumber(ARGV[i]), ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
+  i = i + 5
   if redis.call('HEXISTS', KEYS[4], id) == 0 then
     local seq = string.format('%d', redis.call('HINCRBY', KEYS[1], 'seq', 1))
     local rec = '1|' .. #seq .. ':' .. seq .. tail
+    local sink = ARGV[6 + k]
     redis.call('HSET', KEYS[4], id, rec)
-    redis.call('ZADD', KEYS[4 + k], sc, member(seq, id))
+    enqueue(KEYS[1], KEYS[3 + 2 * k], KEYS[4 + 2 * k], sink, key, seq, id, sc)
     local c = string.find(tail, ':', 1, true)
     local attempts = string.sub(tail, c + 1, c + tonumber(string.sub(tail, 1, c - 1)))
-    if retrying(attempts) then counter(KEYS[1], ARGV[6 + k], 1) end
+    if retrying(attempts) then counter(KEYS[1], sink, 1) end
     touched[k] = true
   end
 end
@@ -121,7 +191,7 @@ for k = 1, nsinks do
     local sink = ARGV[6 + k]
     res[#res + 1] = sink
     res[#res + 1] = bump(KEYS[1], sink)
-    res[#res + 1] = earliest(KEYS[4 + k])
+    res[#res + 1] = earliest(KEYS[3 + 2 * k])
   end
 end
 return res
@@ -149,9 +219,12 @@ return {v, earliest(KEYS[3]), out}
 `
 
 // settleLua finishes a delivery: ack, retry or bury. KEYS: head, out, due,
-// dead. ARGV: op (ack/retry/bury), id, sink, attempts, time (due or dead,
-// UnixNano), score (ms), last error. It returns {'missing'}, {'dead'},
-// {'sink', actual sink} or {'ok', version, earliest}.
+// dead, FIFO. ARGV: op (ack/retry/bury), id, sink, attempts, time (due or
+// dead, UnixNano), score (ms), last error, now (UnixNano), now (ms). A
+// delivery is the head of its item when it is in the due ZSET; Ack and
+// Bury of a head promote the next delivery of the item, Retry of one that
+// waits leaves it waiting. It returns {'missing'}, {'dead'}, {'sink',
+// actual sink} or {'ok', version, earliest, promoted ('1' or '0')}.
 const settleLua = luaPrelude + `
 local op, id, sink = ARGV[1], ARGV[2], ARGV[3]
 local r = redis.call('HGET', KEYS[2], id)
@@ -159,33 +232,41 @@ if not r then return {'missing'} end
 local f = parse(r)
 if f[6] ~= sink then return {'sink', f[6]} end
 if f[4] ~= '' then return {'dead'} end
-local m = member(f[1], id)
+local m, fm = member(f[1], id), fmember(f[10], f[1], id)
+local head = redis.call('ZSCORE', KEYS[3], m) and true or false
+local waits = (not head) and redis.call('ZSCORE', KEYS[5], fm) and true or false
 local was = retrying(f[2]) and 1 or 0
-if op == 'ack' then
-  redis.call('ZREM', KEYS[3], m)
-  redis.call('HDEL', KEYS[2], id)
-  counter(KEYS[1], sink, -was)
-elseif op == 'retry' then
+local promoted = '0'
+if op == 'retry' then
   f[2], f[3], f[5] = ARGV[4], ARGV[5], ARGV[7]
   redis.call('HSET', KEYS[2], id, build(f))
-  redis.call('ZADD', KEYS[3], ARGV[6], m)
+  if not waits then redis.call('ZADD', KEYS[3], ARGV[6], m) end
   counter(KEYS[1], sink, (retrying(f[2]) and 1 or 0) - was)
 else
-  f[2], f[4], f[5] = ARGV[4], ARGV[5], ARGV[7]
   redis.call('ZREM', KEYS[3], m)
-  redis.call('HSET', KEYS[2], id, build(f))
-  redis.call('ZADD', KEYS[4], ARGV[6], m)
+  redis.call('ZREM', KEYS[5], fm)
+  if waits then waiting(KEYS[1], sink, -1) end
   counter(KEYS[1], sink, -was)
+  if op == 'ack' then
+    redis.call('HDEL', KEYS[2], id)
+  else
+    f[2], f[4], f[5] = ARGV[4], ARGV[5], ARGV[7]
+    redis.call('HSET', KEYS[2], id, build(f))
+    redis.call('ZADD', KEYS[4], ARGV[6], m)
+  end
+  if head then promoted = promote(KEYS[1], KEYS[2], KEYS[3], KEYS[5], sink, f[10], ARGV[8], ARGV[9]) end
 end
 local v = bump(KEYS[1], sink)
-return {'ok', v, earliest(KEYS[3])}
+return {'ok', v, earliest(KEYS[3]), promoted}
 `
 
-// replayLua moves dead letters of one (source, sink) back to its due ZSET.
-// KEYS: head, out, due, dead. ARGV: sink, now (UnixNano), now (ms), then the
-// ids; no ids means every dead letter. With ids it moves all or nothing and
-// returns {'missing', id} for one that is not a dead letter of sink here.
-// It returns {'ok', moved, version, earliest}.
+// replayLua moves dead letters of one (source, sink) back into the outbox.
+// KEYS: head, out, due, dead, FIFO. ARGV: sink, now (UnixNano), now (ms),
+// then the ids; no ids means every dead letter. With ids it moves all or
+// nothing and returns {'missing', id} for one that is not a dead letter of
+// sink here. The moved ones get fresh sequence numbers in their old commit
+// order and queue behind the outstanding deliveries of their items (see
+// enqueue). It returns {'ok', moved, version, earliest}.
 const replayLua = luaPrelude + `
 local sink = ARGV[1]
 local ids = {}
@@ -205,12 +286,13 @@ for _, id in ipairs(ids) do
     recs[#recs + 1] = f
   end
 end
+table.sort(recs, function(a, b) return tonumber(a[1]) < tonumber(b[1]) end)
 for _, f in ipairs(recs) do
-  local m = member(f[1], f[7])
-  redis.call('ZREM', KEYS[4], m)
-  f[2], f[3], f[4] = '0', ARGV[2], ''
+  redis.call('ZREM', KEYS[4], member(f[1], f[7]))
+  local seq = string.format('%d', redis.call('HINCRBY', KEYS[1], 'seq', 1))
+  f[1], f[2], f[3], f[4] = seq, '0', ARGV[2], ''
   redis.call('HSET', KEYS[2], f[7], build(f))
-  redis.call('ZADD', KEYS[3], ARGV[3], m)
+  enqueue(KEYS[1], KEYS[3], KEYS[5], sink, f[10], seq, f[7], ARGV[3])
 end
 if all then
   -- drop index entries whose record is gone
@@ -235,11 +317,12 @@ return res
 
 // statsLua counts the outbox of some sinks of one source. KEYS: head, then
 // a due and a dead ZSET per sink. ARGV: the sinks. It returns {live,
-// retrying, dead, ...} per sink.
+// retrying, dead, ...} per sink; live counts the heads in the due ZSET and
+// the deliveries waiting behind them.
 const statsLua = `
 local res = {}
 for j = 1, #ARGV do
-  res[#res + 1] = redis.call('ZCARD', KEYS[2 * j])
+  res[#res + 1] = redis.call('ZCARD', KEYS[2 * j]) + tonumber(redis.call('HGET', KEYS[1], 'w:' .. ARGV[j]) or '0')
   res[#res + 1] = tonumber(redis.call('HGET', KEYS[1], 'r:' .. ARGV[j]) or '0')
   res[#res + 1] = redis.call('ZCARD', KEYS[2 * j + 1])
 end

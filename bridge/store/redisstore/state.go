@@ -78,7 +78,8 @@ func (s *Store) load(ctx context.Context, source string, withItems bool) (store.
 //
 // Deliveries get Created and Due set to the commit time (whole
 // milliseconds) when zero, and a per-source commit-order sequence. A
-// delivery whose ID is already in the source's outbox or dead letters is
+// delivery for an item that has an outstanding delivery to the same sink
+// waits behind it (see store.Store). A delivery whose ID is already in the source's outbox or dead letters is
 // skipped, as is a repeat within c: the first one stays. Delivery IDs must
 // be unique per source (the engine's include the source); two sources may
 // not share one. Deletes are applied before upserts.
@@ -133,14 +134,14 @@ func (s *Store) commitArgs(c store.Commit, now time.Time) ([]string, []any) {
 		if _, ok := sinkIdx[d.Sink]; !ok {
 			sinks = append(sinks, d.Sink)
 			sinkIdx[d.Sink] = len(sinks)
-			keys = append(keys, s.dueKey(c.Source, d.Sink))
+			keys = append(keys, s.dueKey(c.Source, d.Sink), s.fifoKey(c.Source, d.Sink))
 		}
 	}
 	replace := "0"
 	if c.Meta != nil {
 		replace = "1"
 	}
-	args := make([]any, 0, 6+len(sinks)+len(c.Delete)+2*len(c.Upsert)+2*len(c.Meta)+4*len(c.Deliveries))
+	args := make([]any, 0, 6+len(sinks)+len(c.Delete)+2*len(c.Upsert)+2*len(c.Meta)+5*len(c.Deliveries))
 	args = append(args, strconv.FormatUint(c.Generation, 10), replace,
 		len(c.Delete), len(c.Upsert), len(c.Meta), len(c.Deliveries))
 	for _, sink := range sinks {
@@ -163,7 +164,7 @@ func (s *Store) commitArgs(c store.Commit, now time.Time) ([]string, []any) {
 			d.Due = now
 		}
 		d.Dead = time.Time{}
-		args = append(args, sinkIdx[d.Sink], d.ID, score(ceilMs(d.Due)), recordTail(d))
+		args = append(args, sinkIdx[d.Sink], d.ID, score(ceilMs(d.Due)), d.Key, recordTail(d))
 	}
 	return keys, args
 }

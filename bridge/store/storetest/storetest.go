@@ -5,10 +5,13 @@
 // The suite pins the behaviour the engine relies on: atomic, generation-guarded
 // commits; isolated sources; an outbox that hands each due delivery to one
 // claimer at a time, in commit order, and keeps it until it is acked, retried
-// or buried; dead letters that can be listed and replayed; exact payload bytes;
+// or buried; per-item order (one outstanding delivery of an item claimable at
+// a time, oldest first; dead letters release it; other items and sinks never
+// wait); dead letters that can be listed and replayed; exact payload bytes;
 // leases that exclude other owners, extend for their holder and expire.
-// What only a backend can test (reopen after a crash, file locks, a Redis
-// restart) belongs in that backend's own tests.
+// RunReopen adds what needs a store reopened on the same data. What only a
+// backend can test (file locks, kill -9, a Redis restart) belongs in that
+// backend's own tests.
 //
 // Times in the suite are whole milliseconds apart, so a backend that keeps
 // times at millisecond precision passes too.
@@ -61,6 +64,16 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ReplayUnknownIDIsNotFound", testReplayUnknown},
 		{"StatsPerSink", testStats},
 		{"ConcurrentClaimsNeverShare", testConcurrentClaim},
+		{"OrderOnlyItemHeadClaimable", testOrderOnlyHeadClaimable},
+		{"OrderAckReleasesNextAtOnce", testOrderAckReleasesNext},
+		{"OrderOtherItemsNotHeldUp", testOrderOtherItemsNotHeldUp},
+		{"OrderRetryKeepsItemBlocked", testOrderRetryKeepsItemBlocked},
+		{"OrderBuryReleasesItem", testOrderBuryReleasesItem},
+		{"OrderReplayQueuesBehind", testOrderReplayQueuesBehind},
+		{"OrderIsPerSinkAndItem", testOrderIsPerSink},
+		{"OrderPromotionKeepsOwnDue", testOrderPromotionKeepsOwnDue},
+		{"OrderStatsCountWaiting", testOrderStatsCountsWaiting},
+		{"OrderConcurrentWorkers", testOrderConcurrentWorkers},
 		{"LeaseIsExclusiveBetweenOwners", testLeaseExclusive},
 		{"LeaseSameOwnerExtends", testLeaseExtends},
 		{"LeaseExpiresAfterTTL", testLeaseExpires},
