@@ -10,6 +10,7 @@
 //	pollbridge poll     [-c bridge.yaml] SOURCE   fetch once and show what would be sent
 //	pollbridge dlq list   [-c bridge.yaml] [-sink NAME]
 //	pollbridge dlq replay [-c bridge.yaml] [-sink NAME] (-all | ID...)
+//	pollbridge health   [-c bridge.yaml]          exit 0 if the running daemon is ready
 //	pollbridge version
 package main
 
@@ -32,6 +33,7 @@ import (
 	"time"
 
 	"github.com/pollbridge/pollbridge/bridge"
+	"github.com/pollbridge/pollbridge/bridge/admin"
 	"github.com/pollbridge/pollbridge/bridge/config"
 	"github.com/pollbridge/pollbridge/bridge/store"
 	"github.com/pollbridge/pollbridge/bridge/store/boltstore"
@@ -77,7 +79,11 @@ Usage:
                                          list dead letters
   pollbridge dlq replay [-c FILE] [-sink NAME] (-all | ID...)
                                          put dead letters back in the outbox
+  pollbridge health   [-c FILE]          exit 0 if the running daemon is ready
   pollbridge version                     print the version
+
+poll, dlq and health take -admin URL to work through a running daemon's admin
+API (by default, through admin.listen of the configuration when it answers).
 
 Run 'pollbridge COMMAND -h' for a command's flags.
 `
@@ -99,6 +105,8 @@ func runCLI(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return cmdPoll(ctx, rest, stdout, stderr)
 	case "dlq":
 		return cmdDLQ(ctx, rest, stdout, stderr)
+	case "health":
+		return cmdHealth(ctx, rest, stdout, stderr) // cli_admin.go
 	case "version":
 		fmt.Fprintln(stdout, versionString())
 		return nil
@@ -204,10 +212,16 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer st.Close()
-	eng, err := bridge.New(cfg, st, srcs, snks, bridge.Options{Logger: logger})
+	metrics := bridge.NewMetrics(version)
+	eng, err := bridge.New(cfg, st, srcs, snks, bridge.Options{Logger: logger, Metrics: metrics})
 	if err != nil {
 		return err
 	}
+	stopAdmin, err := startAdmin(ctx, cfg, eng, metrics, logger) // cli_admin.go
+	if err != nil {
+		return err
+	}
+	defer stopAdmin()
 	go func() {
 		<-ctx.Done()
 		stop() // a second signal kills the process at once
@@ -385,12 +399,14 @@ func openState(cfg *config.Config, readOnly bool) (store.Store, error) {
 }
 
 func cmdPoll(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("poll", "poll [-c FILE] SOURCE",
+	fs := newFlags("poll", "poll [-c FILE] [-admin URL] SOURCE",
 		"Fetches SOURCE once, prints the items it found and the webhooks a diff against\n"+
 			"the stored state would send. Commits nothing and sends nothing: use it to debug a\n"+
-			"source definition. The state file is read if it exists (a running daemon holds\n"+
-			"it locked: stop it first, or point -c at a copy).", stderr)
+			"source definition. The state file is read if it exists. A running daemon holds\n"+
+			"it locked: then the daemon makes the dry run, through its admin API (-admin, or\n"+
+			"admin.listen in FILE).", stderr)
 	path := configFlag(fs)
+	adminURL := adminFlag(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -398,6 +414,9 @@ func cmdPoll(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		fmt.Fprintln(stderr, "pollbridge poll: name exactly one SOURCE")
 		fs.Usage()
 		return errUsage
+	}
+	if done, err := pollRemote(ctx, *adminURL, nil, fs.Arg(0), stdout); done {
+		return err
 	}
 	cfg, err := loadConfig(*path)
 	if err != nil {
@@ -411,6 +430,9 @@ func cmdPoll(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			names = append(names, s.Name)
 		}
 		return fmt.Errorf("no source %q in %s (sources: %s)", name, cfg.Path, strings.Join(names, ", "))
+	}
+	if done, err := pollRemote(ctx, "", cfg, name, stdout); done {
+		return err
 	}
 	src, err := sources.NewRegistry(cfg, newLogger(cfg.Log, stderr)).New(sc, nil)
 	if err != nil {
@@ -432,50 +454,14 @@ func cmdPoll(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return fmt.Errorf("source %s: %w", name, err)
 	}
-	fmt.Fprintf(stdout, "source %s: %d page(s), %d item(s)\n", name, snap.Pages, len(snap.Items))
-	for _, line := range sources.Describe(snap.Requests) {
-		fmt.Fprintf(stdout, "  %s\n", line)
-	}
-	for _, it := range snap.Items {
-		fmt.Fprintf(stdout, "  %-12s %s\n", it.Key, it.Data)
-	}
-	switch {
-	case state.Generation == 0 && !sc.EmitInitial:
-		fmt.Fprintf(stdout, "\nno stored state yet: the first poll records these %d items as the baseline and sends nothing\n", diff.Items)
-		return nil
-	case state.Generation == 0:
-		fmt.Fprintln(stdout, "\nno stored state yet; emit_initial is set, so every item is sent as item.created")
-	default:
-		fmt.Fprintf(stdout, "\nstored state: %d item(s), generation %d\n", len(state.Items), state.Generation)
-	}
-	if diff.HeldDeletes > 0 {
-		fmt.Fprintf(stdout, "%d deletion(s) would be held back by max_delete_ratio until the next poll confirms them\n", diff.HeldDeletes)
-	}
-	if diff.PendingDeletes > 0 {
-		fmt.Fprintf(stdout, "%d missing item(s) not deleted yet: delete_after wants more absent polls\n", diff.PendingDeletes)
-	}
-	if diff.Suppressed > 0 {
-		fmt.Fprintf(stdout, "%d change(s) detected but not sent (events / filter)\n", diff.Suppressed)
-	}
-	for _, err := range diff.FilterErrors {
-		fmt.Fprintf(stdout, "filter failed (the event is sent anyway): %v\n", err)
-	}
-	fmt.Fprintf(stdout, "%d event(s) would be sent to %s (nothing committed):\n", len(diff.Events), strings.Join(sc.Sinks, ", "))
-	for i := range diff.Events {
-		body, err := sinks.Encode(&diff.Events[i])
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "  %s\n", body)
-	}
-	return nil
+	return printDryRun(stdout, admin.NewDryRun(sc, snap, state, diff)) // cli_admin.go
 }
 
 func cmdDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	const help = "Dead letters are events a sink refused for good (4xx) or that ran out of retries.\n" +
 		"They are kept in the store until replayed. With Redis state these commands work\n" +
-		"while the daemons run; a running daemon holds an embedded state file locked: stop it\n" +
-		"first."
+		"while the daemons run. A running daemon holds an embedded state file locked: then\n" +
+		"they go through its admin API (-admin URL, or admin.listen in the configuration)."
 	if len(args) == 0 || (args[0] != "list" && args[0] != "replay") {
 		fmt.Fprintf(stderr, "Usage: pollbridge dlq list|replay [flags]\n\n%s\n", help)
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help") {
@@ -484,18 +470,22 @@ func cmdDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return errUsage
 	}
 	sub, args := args[0], args[1:]
-	synopsis := "dlq list [-c FILE] [-sink NAME]"
+	synopsis := "dlq list [-c FILE] [-admin URL] [-sink NAME]"
 	if sub == "replay" {
-		synopsis = "dlq replay [-c FILE] [-sink NAME] (-all | ID...)"
+		synopsis = "dlq replay [-c FILE] [-admin URL] [-sink NAME] (-all | ID...)"
 	}
 	fs := newFlags("dlq "+sub, synopsis, help, stderr)
 	path := configFlag(fs)
+	adminURL := adminFlag(fs)
 	sink := fs.String("sink", "", "only dead letters of sink `NAME`")
 	all := false
 	if sub == "replay" {
 		fs.BoolVar(&all, "all", false, "replay every dead letter (of -sink, if given)")
 	}
 	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if done, err := dlqRemote(ctx, *adminURL, nil, sub, fs, *sink, all, stdout, stderr); done {
 		return err
 	}
 	cfg, err := loadConfig(*path)
@@ -506,6 +496,9 @@ func cmdDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		if _, ok := cfg.Sink(*sink); !ok {
 			return fmt.Errorf("no sink %q in %s", *sink, cfg.Path)
 		}
+	}
+	if done, err := dlqRemote(ctx, "", cfg, sub, fs, *sink, all, stdout, stderr); done {
+		return err
 	}
 	if sub == "list" {
 		if fs.NArg() > 0 {
@@ -590,4 +583,223 @@ func versionString() string {
 		v += ")"
 	}
 	return v
+}
+
+// This file holds the CLI's side of the admin listener: starting it with the
+// daemon, `pollbridge health`, and running `poll` and `dlq` against a
+// running daemon (whose embedded state file is locked) through its API.
+
+// adminFlag adds the -admin flag.
+func adminFlag(fs *flag.FlagSet) *string {
+	return fs.String("admin", "", "work through the admin API of the daemon at `URL` (such as http://127.0.0.1:9090);\n"+
+		"the token, if one is needed, comes from $"+admin.TokenEnv+". Default: admin.listen of\n"+
+		"the configuration when a daemon answers there")
+}
+
+// startAdmin starts the admin listener of cfg, if it has one, until the
+// returned stop function is called. When ctx ends it drains (/readyz 503).
+func startAdmin(ctx context.Context, cfg *config.Config, eng *bridge.Engine, m *bridge.Metrics, logger *slog.Logger) (stop func(), err error) {
+	if cfg.Admin.Listen == "" {
+		return func() {}, nil
+	}
+	srv, err := admin.Start(ctx, cfg.Admin.Listen, admin.Options{
+		Engine: eng, Metrics: m, Token: cfg.Admin.Token, Logger: logger, Version: version,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return func() {
+		if err := srv.Close(); err != nil {
+			logger.Warn("admin listener did not close cleanly", "err", err)
+		}
+	}, nil
+}
+
+// flagClient is the admin client for an -admin URL; the token comes from
+// the environment (never the command line, where ps shows it).
+func flagClient(url string) (*admin.Client, error) {
+	return admin.NewClient(url, os.Getenv(admin.TokenEnv))
+}
+
+// configClient is the admin client for cfg's admin listener, nil when it
+// has none.
+func configClient(cfg *config.Config) *admin.Client {
+	if cfg.Admin.Listen == "" {
+		return nil
+	}
+	c, err := admin.NewClient(admin.BaseURL(cfg.Admin.Listen), cfg.Admin.Token)
+	if err != nil {
+		return nil
+	}
+	return c
+}
+
+func cmdHealth(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("health", "health [-c FILE] [-admin URL]",
+		"Asks the running daemon whether it is ready (GET /readyz on the admin listener:\n"+
+			"configuration loaded, store reachable, not shutting down). Exits 0 when it is,\n"+
+			"1 when it is not or does not answer: a container HEALTHCHECK. Needs admin.listen\n"+
+			"in FILE, or -admin.", stderr)
+	path := configFlag(fs)
+	adminURL := fs.String("admin", "", "the daemon's admin listener `URL` (default: from admin.listen in FILE)")
+	timeout := fs.Duration("timeout", 5*time.Second, "give up after `DURATION`")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "pollbridge health: unexpected argument %q\n", fs.Arg(0))
+		return errUsage
+	}
+	base := *adminURL
+	if base == "" {
+		cfg, err := loadConfig(*path)
+		if err != nil {
+			return err
+		}
+		if cfg.Admin.Listen == "" {
+			return fmt.Errorf("%s: admin.listen is not set: health asks the admin listener (or give -admin URL)", cfg.Path)
+		}
+		base = admin.BaseURL(cfg.Admin.Listen)
+	}
+	c, err := admin.NewClient(base, "")
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	if err := c.Ready(ctx); err != nil {
+		return fmt.Errorf("health: %w", err)
+	}
+	fmt.Fprintln(stdout, "ready")
+	return nil
+}
+
+// pollViaAdmin prints a dry run of source made by the running daemon.
+func pollViaAdmin(ctx context.Context, c *admin.Client, source string, stdout io.Writer) error {
+	dr, err := c.DryRun(ctx, source)
+	if err != nil {
+		return fmt.Errorf("poll %s through the admin API: %w", source, err)
+	}
+	return printDryRun(stdout, dr)
+}
+
+// printDryRun prints what `pollbridge poll` shows.
+func printDryRun(w io.Writer, dr admin.DryRun) error {
+	fmt.Fprintf(w, "source %s: %d page(s), %d item(s)\n", dr.Source, dr.Pages, len(dr.Items))
+	for _, line := range sources.Describe(dr.Requests) {
+		fmt.Fprintf(w, "  %s\n", line)
+	}
+	for _, it := range dr.Items {
+		fmt.Fprintf(w, "  %-12s %s\n", it.Key, it.Data)
+	}
+	switch {
+	case dr.StateGeneration == 0 && !dr.EmitInitial:
+		fmt.Fprintf(w, "\nno stored state yet: the first poll records these %d items as the baseline and sends nothing\n", dr.DiffItems)
+		return nil
+	case dr.StateGeneration == 0:
+		fmt.Fprintln(w, "\nno stored state yet; emit_initial is set, so every item is sent as item.created")
+	default:
+		fmt.Fprintf(w, "\nstored state: %d item(s), generation %d\n", dr.StateItems, dr.StateGeneration)
+	}
+	if dr.HeldDeletes > 0 {
+		fmt.Fprintf(w, "%d deletion(s) would be held back by max_delete_ratio until the next poll confirms them\n", dr.HeldDeletes)
+	}
+	if dr.PendingDeletes > 0 {
+		fmt.Fprintf(w, "%d missing item(s) not deleted yet: delete_after wants more absent polls\n", dr.PendingDeletes)
+	}
+	if dr.Suppressed > 0 {
+		fmt.Fprintf(w, "%d change(s) detected but not sent (events / filter)\n", dr.Suppressed)
+	}
+	for _, msg := range dr.FilterErrors {
+		fmt.Fprintf(w, "filter failed (the event is sent anyway): %s\n", msg)
+	}
+	fmt.Fprintf(w, "%d event(s) would be sent to %s (nothing committed):\n", len(dr.Events), strings.Join(dr.Sinks, ", "))
+	for i := range dr.Events {
+		body, err := sinks.Encode(&dr.Events[i])
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(w, "  %s\n", body)
+	}
+	return nil
+}
+
+// dlqViaAdmin runs `dlq list` or `dlq replay` through the admin API. ids
+// are the delivery IDs to replay (nil with all).
+func dlqViaAdmin(ctx context.Context, c *admin.Client, sub, sink string, ids []string, stdout io.Writer) error {
+	if sub == "list" {
+		dead, err := c.Dead(ctx, sink)
+		if err != nil {
+			return err
+		}
+		return printDead(stdout, dead)
+	}
+	n, err := c.Replay(ctx, sink, ids)
+	if err != nil {
+		if n > 0 {
+			fmt.Fprintf(stdout, "replayed %d dead letter(s) before the error\n", n)
+		}
+		return err
+	}
+	fmt.Fprintf(stdout, "replayed %d dead letter(s); the running daemon delivers them now\n", n)
+	return nil
+}
+
+// unreachable reports whether err says that no daemon answered, so a
+// command may fall back to opening the store itself.
+func unreachable(err error) bool { return errors.Is(err, admin.ErrUnreachable) }
+
+// adminFor picks the admin client for a command: the one at url when url is
+// set, else cfg's listener (cfg may be nil). fallback reports that a
+// connection failure means "no daemon runs" and the command may open the
+// store itself; c is nil when there is no admin listener to ask.
+func adminFor(url string, cfg *config.Config) (c *admin.Client, fallback bool, err error) {
+	switch {
+	case url != "":
+		c, err = flagClient(url)
+		return c, false, err
+	case cfg != nil:
+		return configClient(cfg), true, nil
+	}
+	return nil, false, nil
+}
+
+// pollRemote makes `poll`'s dry run through the admin API (see adminFor).
+// done is false when the command must do it itself.
+func pollRemote(ctx context.Context, url string, cfg *config.Config, source string, stdout io.Writer) (done bool, err error) {
+	c, fallback, err := adminFor(url, cfg)
+	if c == nil || err != nil {
+		return err != nil, err
+	}
+	err = pollViaAdmin(ctx, c, source, stdout)
+	if fallback && unreachable(err) {
+		return false, nil
+	}
+	return true, err
+}
+
+// dlqRemote runs `dlq list|replay` through the admin API (see adminFor).
+// done is false when the command must open the store itself.
+func dlqRemote(ctx context.Context, url string, cfg *config.Config, sub string, fs *flag.FlagSet, sink string, all bool, stdout, stderr io.Writer) (done bool, err error) {
+	c, fallback, err := adminFor(url, cfg)
+	if c == nil || err != nil {
+		return err != nil, err
+	}
+	var ids []string
+	switch {
+	case sub == "list" && fs.NArg() > 0:
+		fmt.Fprintf(stderr, "pollbridge dlq list: unexpected argument %q\n", fs.Arg(0))
+		return true, errUsage
+	case sub == "replay" && all == (fs.NArg() > 0):
+		fmt.Fprintln(stderr, "pollbridge dlq replay: give either -all or one or more IDs")
+		fs.Usage()
+		return true, errUsage
+	case sub == "replay" && !all:
+		ids = fs.Args()
+	}
+	err = dlqViaAdmin(ctx, c, sub, sink, ids, stdout)
+	if fallback && unreachable(err) {
+		return false, nil
+	}
+	return true, err
 }

@@ -619,7 +619,7 @@ func TestQuickstartDeliversVerifiedWebhooks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := strings.NewReplacer("127.0.0.1:9000", apiAddr, "127.0.0.1:8080", hookAddr,
+	cfg := strings.NewReplacer("127.0.0.1:9000", apiAddr, "127.0.0.1:8080", hookAddr, "127.0.0.1:9090", freeAddr(t),
 		"./pollbridge.db", filepath.Join(dir, "state.db")).Replace(string(text))
 	cfgPath := writeFile(t, dir, "bridge.yaml", cfg)
 

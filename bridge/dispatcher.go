@@ -33,6 +33,8 @@ type dispatcher struct {
 	gate  *gate         // circuit breaker, pause and 410 disabling
 	limit *rate.Limiter // nil: no rate limit
 
+	metrics *Metrics // nil: none
+
 	mu      sync.Mutex
 	lastErr string // last store error logged, to log repeats quietly
 }
@@ -122,6 +124,7 @@ func (d *dispatcher) deliver(ctx context.Context, dl store.Delivery) {
 		dl.Attempts++
 		dl.LastError = fmt.Sprintf("decode stored event: %v", err)
 		d.record(log, "bury", func(c context.Context) error { return d.store.Bury(c, dl) })
+		d.metrics.failed(d.cfg.Name, DeliveryDead)
 		log.Error("dead-lettered an unreadable event", "err", err)
 		return
 	}
@@ -130,6 +133,7 @@ func (d *dispatcher) deliver(ctx context.Context, dl store.Delivery) {
 		sendErr = d.limit.Wait(ctx)
 	}
 	if sendErr == nil {
+		d.metrics.attempt(d.cfg.Name)
 		sendErr = d.sink.Send(ctx, &ev)
 	}
 	if sendErr != nil && ctx.Err() != nil {
@@ -142,6 +146,7 @@ func (d *dispatcher) deliver(ctx context.Context, dl store.Delivery) {
 	if sendErr == nil {
 		d.breakerResult(true, false)
 		d.record(log, "ack", func(c context.Context) error { return d.store.Ack(c, dl) })
+		d.metrics.delivered(d.cfg.Name, ev.Time)
 		log.Debug("delivered")
 		return
 	}
@@ -152,6 +157,7 @@ func (d *dispatcher) deliver(ctx context.Context, dl store.Delivery) {
 		d.gate.disable("receiver answered 410 Gone")
 		d.gate.release()
 		d.record(log, "retry", func(c context.Context) error { return d.store.Retry(c, dl, time.Now()) })
+		d.metrics.failed(d.cfg.Name, DeliveryGone)
 		log.Error("receiver answered 410 Gone: sink disabled, events kept in the outbox until it is resumed", "err", sendErr)
 		return
 	}
@@ -164,13 +170,16 @@ func (d *dispatcher) deliver(ctx context.Context, dl store.Delivery) {
 	switch {
 	case IsPermanent(sendErr):
 		d.record(log, "bury", func(c context.Context) error { return d.store.Bury(c, dl) })
+		d.metrics.failed(d.cfg.Name, DeliveryDead)
 		log.Warn("delivery failed permanently; moved to dead letters", "err", sendErr)
 	case d.exhausted(dl, now):
 		d.record(log, "bury", func(c context.Context) error { return d.store.Bury(c, dl) })
+		d.metrics.failed(d.cfg.Name, DeliveryDead)
 		log.Warn("delivery retries exhausted; moved to dead letters", "err", sendErr, "attempts", dl.Attempts)
 	default:
 		wait := d.backoff(dl.Attempts, sendErr)
 		d.record(log, "retry", func(c context.Context) error { return d.store.Retry(c, dl, now.Add(wait)) })
+		d.metrics.failed(d.cfg.Name, DeliveryRetry)
 		log.Info("delivery failed; will retry", "err", sendErr, "retry_in", wait.Round(time.Millisecond))
 	}
 }

@@ -31,6 +31,9 @@ type Options struct {
 	// ReplicaID names this process in poll leases. Default: host name,
 	// process id and a random suffix.
 	ReplicaID string
+	// Metrics, when set, receives the engine's Prometheus metrics
+	// (see metrics.go). Default: none.
+	Metrics *Metrics
 }
 
 // Engine runs the sources and sinks of one configuration against a store.
@@ -46,6 +49,7 @@ type Engine struct {
 	pollers     map[string]*poller
 	dispatchers map[string]*dispatcher
 	run         *runState // nil unless Run is running
+	metrics     *Metrics  // nil: none
 }
 
 // runState is what Run owns while it runs.
@@ -71,12 +75,13 @@ func New(cfg *config.Config, st store.Store, sources map[string]Source, sinks ma
 	if opts.ReplicaID == "" {
 		opts.ReplicaID = defaultReplicaID()
 	}
-	e := &Engine{replica: opts.ReplicaID, store: st, log: opts.Logger, idle: opts.IdleWait}
+	e := &Engine{replica: opts.ReplicaID, store: opts.Metrics.instrumentStore(st), log: opts.Logger, idle: opts.IdleWait, metrics: opts.Metrics}
 	pollers, dispatchers, err := e.build(cfg, sources, sinks)
 	if err != nil {
 		return nil, err
 	}
 	e.cfg, e.pollers, e.dispatchers = cfg, pollers, dispatchers
+	opts.Metrics.bind(e)
 	return e, nil
 }
 
@@ -103,6 +108,7 @@ func (e *Engine) build(cfg *config.Config, sources map[string]Source, sinks map[
 				wake:  make(chan struct{}, 1),
 				gate:  &gate{failuresToOpen: sc.CircuitBreaker.Failures, cooldown: sc.CircuitBreaker.Cooldown},
 			}
+			d.metrics = e.metrics
 			if sc.RateLimit > 0 {
 				d.limit = rate.NewLimiter(rate.Limit(sc.RateLimit), max(sc.Concurrency, 1))
 			}
@@ -144,6 +150,7 @@ func (e *Engine) build(cfg *config.Config, sources map[string]Source, sinks map[
 			log:    e.log.With("source", sc.Name),
 			notify: e.notify,
 		}
+		p.metrics = e.metrics
 		p.setRoutes(routes)
 		pollers[sc.Name] = p
 	}
@@ -375,7 +382,7 @@ type ticker struct {
 	interval time.Duration
 
 	mu      sync.Mutex
-	lastErr string // last lease error logged
+	failing bool // the last lease attempt failed (logged once)
 }
 
 // tick polls the source if this replica wins the tick's lease. Every replica
@@ -414,21 +421,22 @@ func (t *ticker) tick(ctx context.Context) {
 	}
 }
 
-// reportLeaseErr logs lease failures (the store is unreachable), repeats
-// quietly.
+// reportLeaseErr logs lease failures (the store is unreachable) once, when
+// they begin, and the recovery; the failures in between go to debug. The
+// errors name each tick's lease, so they are not compared by text.
 func (t *ticker) reportLeaseErr(err error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	switch {
 	case err == nil:
-		if t.lastErr != "" {
+		if t.failing {
 			t.poller.log.Info("store reachable again; polling resumes")
-			t.lastErr = ""
+			t.failing = false
 		}
-	case err.Error() == t.lastErr:
+	case t.failing:
 		t.poller.log.Debug("tick skipped again: store unreachable", "err", err)
 	default:
-		t.lastErr = err.Error()
+		t.failing = true
 		t.poller.log.Error("tick skipped: cannot take the poll lease; polling paused until the store is reachable", "err", err)
 	}
 }

@@ -28,6 +28,12 @@ type SourceStatus struct {
 	// LastEvents counts the events the last successful poll committed for
 	// delivery.
 	LastEvents int `json:"last_events"`
+	// LastResult is PollOK, PollNotModified or PollError for the last
+	// finished poll ("" before the first).
+	LastResult string `json:"last_result,omitempty"`
+	// LastChange is when the last poll that detected changes (sent or
+	// not; a baseline does not count) started.
+	LastChange time.Time `json:"last_change,omitzero"`
 }
 
 // SourceStatus reports the polling state of a source on this replica, and

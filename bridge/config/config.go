@@ -31,6 +31,9 @@ type Config struct {
 	Sources []Source `yaml:"sources"`
 	// Hosts sets limits shared by every source that calls one host.
 	Hosts []Host `yaml:"hosts"`
+	// Admin configures the admin listener (probes, metrics, API, status
+	// page). Disabled unless Admin.Listen is set.
+	Admin Admin `yaml:"admin"`
 
 	// Path is the file the configuration was loaded from.
 	Path string `yaml:"-"`

@@ -99,6 +99,7 @@ func (d *decoder) finish(c *Config) {
 		d.source(fmt.Sprintf("sources[%d]", i), &c.Sources[i], c.Sinks, sinkLines, sourceLines)
 	}
 	d.hosts(c.Hosts)
+	d.admin(&c.Admin) // admin.go
 }
 
 // sink defaults and validates one sink. lines maps the names seen so far to
@@ -449,7 +450,7 @@ func (d *decoder) fromEnv(f string) bool {
 func (d *decoder) hideSecrets() {
 	var refs []envRef
 	for f, in := range d.at {
-		if strings.HasSuffix(f, ".secret") || strings.HasSuffix(f, ".url") || strings.Contains(f, ".headers.") ||
+		if strings.HasSuffix(f, ".secret") || strings.HasSuffix(f, ".url") || f == "admin.token" || strings.Contains(f, ".headers.") ||
 			strings.Contains(f, ".auth.") || strings.Contains(f, ".query.") || strings.HasSuffix(f, ".body") {
 			for _, r := range in.refs {
 				if len(r.value) >= 4 {

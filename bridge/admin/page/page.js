@@ -1,0 +1,209 @@
+"use strict";
+// The status page: reads the JSON API every few seconds and drives its
+// actions. Everything is written with textContent, never as HTML.
+(() => {
+  const tokenKey = "pollbridge.admin.token";
+  const $ = (sel) => document.querySelector(sel);
+  let busy = false;
+  let again = false;
+
+  function token() { return sessionStorage.getItem(tokenKey) || ""; }
+
+  function showAuth(show) { $("#auth").hidden = !show; }
+
+  function say(text, bad) {
+    const m = $("#message");
+    m.textContent = text;
+    m.className = bad ? "bad" : "";
+  }
+
+  async function api(method, path) {
+    const headers = { "Accept": "application/json" };
+    if (token()) headers["Authorization"] = "Bearer " + token();
+    const res = await fetch(path, { method, headers, cache: "no-store" });
+    if (res.status === 401) {
+      showAuth(true);
+      throw new Error(token() ? "the admin token was refused" : "enter the admin token");
+    }
+    const body = await res.json().catch(() => ({}));
+    if (!res.ok) throw new Error(body.error || (res.status + " " + res.statusText));
+    return body;
+  }
+
+  function el(tag, attrs, ...children) {
+    const e = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (k === "class") e.className = v;
+      else if (k.startsWith("data-")) e.setAttribute(k, v);
+      else e[k] = v;
+    }
+    for (const c of children) {
+      if (c !== null && c !== undefined) e.append(c instanceof Node ? c : String(c));
+    }
+    return e;
+  }
+
+  function ago(iso) {
+    if (!iso) return "never";
+    const s = Math.round((Date.now() - Date.parse(iso)) / 1000);
+    if (s < -1) return "in " + span(-s);
+    if (s < 2) return "just now";
+    return span(s) + " ago";
+  }
+
+  function span(s) {
+    if (s < 90) return s + "s";
+    if (s < 5400) return Math.round(s / 60) + "m";
+    if (s < 172800) return Math.round(s / 3600) + "h";
+    return Math.round(s / 86400) + "d";
+  }
+
+  function when(iso) {
+    const t = el("time", { dateTime: iso || "", title: iso ? new Date(iso).toLocaleString() : "" }, ago(iso));
+    return t;
+  }
+
+  const healthText = { ok: "ok", failing: "failing", backing_off: "backing off", pending: "not polled yet" };
+
+  function button(label, cls, action, disabled) {
+    const b = el("button", { type: "button", class: cls, disabled: !!disabled }, label);
+    b.addEventListener("click", () => act(b, action));
+    return b;
+  }
+
+  async function act(btn, action) {
+    btn.disabled = true;
+    try {
+      say(await action(), false);
+    } catch (err) {
+      say(err.message, true);
+    } finally {
+      btn.disabled = false;
+      refresh();
+    }
+  }
+
+  const enc = encodeURIComponent;
+
+  function renderSources(list) {
+    const body = $("#sources tbody");
+    body.replaceChildren(...list.map((s) => {
+      const health = el("td", {},
+        el("span", { class: "badge health " + s.health }, healthText[s.health] || s.health));
+      if (s.last_error) {
+        health.append(el("div", { class: "error" }, s.last_error));
+      }
+      if (s.health === "backing_off" && s.backoff_until) {
+        health.append(el("div", { class: "muted" }, "paused until ", when(s.backoff_until)));
+      }
+      return el("tr", { "data-source": s.name },
+        el("td", {}, el("strong", {}, s.name)),
+        health,
+        el("td", {}, el("code", {}, s.schedule)),
+        el("td", {}, when(s.last_poll), s.last_poll ? el("span", { class: "muted" }, " (" + Math.round(s.last_duration / 1e6) + " ms)") : null),
+        el("td", {}, when(s.last_change)),
+        el("td", { class: "num items" }, s.items),
+        el("td", {}, s.next_poll ? when(s.next_poll) : "—"),
+        el("td", { class: "actions" },
+          button("Poll now", "poll", async () => {
+            const r = await api("POST", "/api/sources/" + enc(s.name) + "/poll");
+            return "Polled " + s.name + ": " + r.items + " item(s), " + r.events + " event(s)";
+          })));
+    }));
+  }
+
+  const stateText = { active: "active", open: "circuit open", probing: "probing", paused: "paused", disabled: "disabled" };
+
+  function renderSinks(data) {
+    const body = $("#sinks tbody");
+    body.replaceChildren(...data.sinks.map((k) => {
+      const o = k.outbox || {};
+      const n = (v) => (v === undefined ? "?" : v);
+      const state = el("td", {}, el("span", { class: "badge state " + k.state }, stateText[k.state] || k.state));
+      if (k.reason) state.append(el("div", { class: "muted" }, k.reason));
+      const stopped = k.state === "paused" || k.state === "disabled";
+      return el("tr", { "data-sink": k.name },
+        el("td", {}, el("strong", {}, k.name)),
+        state,
+        el("td", { class: "num pending" }, n(o.pending)),
+        el("td", { class: "num retrying" }, n(o.retrying)),
+        el("td", { class: "num dead" }, n(o.dead)),
+        el("td", { class: "actions" },
+          button("Replay dead letters", "replay", async () => {
+            const r = await api("POST", "/api/sinks/" + enc(k.name) + "/replay");
+            return "Replayed " + r.replayed + " dead letter(s) of " + k.name;
+          }, !o.dead),
+          " ",
+          stopped
+            ? button("Resume", "resume", async () => {
+                await api("POST", "/api/sinks/" + enc(k.name) + "/resume");
+                return "Resumed " + k.name;
+              })
+            : button("Pause", "pause", async () => {
+                await api("POST", "/api/sinks/" + enc(k.name) + "/pause");
+                return "Paused " + k.name;
+              })));
+    }));
+    const oe = $("#outbox-error");
+    oe.hidden = !data.outbox_error;
+    oe.textContent = data.outbox_error ? "Outbox counts unavailable: " + data.outbox_error : "";
+  }
+
+  function renderDead(data) {
+    $("#dead-total").textContent = data.total > data.dead.length
+      ? "(oldest " + data.dead.length + " of " + data.total + ")" : "(" + data.total + ")";
+    $("#dead tbody").replaceChildren(...data.dead.map((d) =>
+      el("tr", { "data-dead": d.id },
+        el("td", {}, el("code", {}, d.id)),
+        el("td", {}, d.sink),
+        el("td", {}, d.source + "/" + d.key),
+        el("td", { class: "num" }, d.attempts),
+        el("td", {}, when(d.dead)),
+        el("td", { class: "error" }, d.last_error || ""),
+        el("td", { class: "actions" },
+          button("Replay", "replay-one", async () => {
+            await api("POST", "/api/dead/" + enc(d.id) + "/replay");
+            return "Replayed " + d.id;
+          })))));
+  }
+
+  async function refresh() {
+    if (busy) {
+      again = true; // an action finished mid-refresh: read once more
+      return;
+    }
+    busy = true;
+    try {
+      const [info, sources, sinks, dead] = await Promise.all([
+        api("GET", "/api/info"), api("GET", "/api/sources"), api("GET", "/api/sinks"), api("GET", "/api/dead?limit=50"),
+      ]);
+      $("#version").textContent = "version " + info.version + (info.draining ? " — shutting down" : "");
+      renderSources(sources.sources);
+      renderSinks(sinks);
+      renderDead(dead);
+      $("#updated").textContent = "updated " + new Date().toLocaleTimeString();
+      document.body.dataset.loaded = "true";
+      showAuth(false);
+    } catch (err) {
+      say(err.message, true);
+    } finally {
+      busy = false;
+      if (again) {
+        again = false;
+        refresh();
+      }
+    }
+  }
+
+  $("#save-token").addEventListener("click", () => {
+    sessionStorage.setItem(tokenKey, $("#token").value.trim());
+    $("#token").value = "";
+    say("", false);
+    refresh();
+  });
+  $("#token").addEventListener("keydown", (e) => { if (e.key === "Enter") $("#save-token").click(); });
+  $("#refresh").addEventListener("click", refresh);
+  if (document.body.dataset.tokenRequired === "true" && !token()) showAuth(true);
+  refresh();
+  setInterval(refresh, 5000);
+})();

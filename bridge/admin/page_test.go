@@ -1,0 +1,158 @@
+package admin_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+const chromiumPath = "/usr/bin/chromium"
+
+// browser starts headless Chromium for the test, or skips (fails under CI)
+// when it is not installed.
+func browser(t *testing.T) context.Context {
+	t.Helper()
+	if _, err := os.Stat(chromiumPath); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("%s missing: CI installs it (apt-get install chromium)", chromiumPath)
+		}
+		t.Skipf("%s missing (apt-get install chromium); CI runs this test", chromiumPath)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	t.Cleanup(cancel)
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(ctx,
+		chromedp.ExecPath(chromiumPath),
+		chromedp.Headless,
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.NoFirstRun,
+		chromedp.NoDefaultBrowserCheck,
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.Flag("disable-extensions", true),
+		chromedp.UserDataDir(t.TempDir()),
+	)
+	t.Cleanup(cancelAlloc)
+	var mu sync.Mutex
+	var errs []string
+	tabCtx, cancelTab := chromedp.NewContext(allocCtx, chromedp.WithErrorf(func(f string, a ...any) {
+		mu.Lock()
+		defer mu.Unlock()
+		errs = append(errs, fmt.Sprintf(f, a...))
+	}))
+	t.Cleanup(func() {
+		cancelTab()
+		mu.Lock()
+		defer mu.Unlock()
+		if t.Failed() && len(errs) > 0 {
+			t.Logf("chromedp errors: %s", strings.Join(errs, "\n"))
+		}
+	})
+	// Start the browser now, on the tab's own context: steps then run
+	// under shorter timeouts without taking it down when they end.
+	if err := chromedp.Do(tabCtx); err != nil {
+		t.Fatalf("start %s: %v", chromiumPath, err)
+	}
+	return tabCtx
+}
+
+// The status page end to end in a real browser: the token prompt, a failing
+// source flagged, a dead letter replayed with a click and delivered.
+func TestStatusPageInBrowser(t *testing.T) {
+	const token = "page-test-token"
+	orders, broken, r := newAPI(t, "1"), newAPI(t), newReceiver(t, http.StatusUnprocessableEntity)
+	broken.setFail(true)
+	d := startDaemon(t, testConfig(orders.URL, broken.URL, r.URL), token)
+	// One dead letter (the receiver refuses the event) and a failing source.
+	if status, body := d.call(t, "POST", "/api/sources/orders/poll", token); status != 200 {
+		t.Fatalf("poll orders: %d %s", status, body)
+	}
+	eventually(t, "a dead letter", func() bool { return d.sink(t, "app", token).Outbox.Dead == 1 })
+	d.call(t, "POST", "/api/sources/broken/poll", token)
+
+	ctx := browser(t)
+	step := func(what string, actions ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		sctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		defer cancel()
+		if err := chromedp.Do(sctx, actions...); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	waitJS := func(what, expr string) {
+		t.Helper()
+		if _, err := chromedp.Run(ctx, chromedp.Poll[bool](expr, chromedp.WithPollingTimeout(15*time.Second))); err != nil {
+			html, _ := chromedp.Run(ctx, chromedp.OuterHTML(chromedp.CSS("body")))
+			t.Fatalf("waiting for %s: %v\npage:\n%s", what, err, html)
+		}
+	}
+
+	// The page asks for the token; the API refused it without one.
+	step("load the page", chromedp.Navigate(d.url+"/"), chromedp.WaitVisible(chromedp.ID("auth")))
+	step("enter the token",
+		chromedp.SendKeys(chromedp.ID("token"), token),
+		chromedp.Click(chromedp.ID("save-token")))
+	waitJS("the data to load", `document.body.dataset.loaded === "true"`)
+	stored, err := chromedp.Run(ctx, chromedp.Evaluate[string](`sessionStorage.getItem("pollbridge.admin.token")`))
+	if err != nil || stored != token {
+		t.Fatalf("token in sessionStorage: %q %v", stored, err)
+	}
+	if hidden, _ := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.getElementById("auth").hidden`)); !hidden {
+		t.Error("the token prompt stays after a good token")
+	}
+
+	// The failing source is flagged with its error; the healthy one is ok.
+	waitJS("the failing source flagged", `(() => {
+		const row = document.querySelector('tr[data-source="broken"]');
+		return row !== null && /failing|backing/.test(row.querySelector(".health").className) &&
+			row.textContent.includes("upstream exploded");
+	})()`)
+	okText, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`tr[data-source="orders"] .health`)))
+	if err != nil || okText != "ok" {
+		t.Errorf("orders health: %q %v", okText, err)
+	}
+	waitJS("one dead letter shown", `document.querySelector('tr[data-sink="app"] .dead').textContent === "1" &&
+		document.querySelectorAll("#dead tbody tr").length === 1 &&
+		document.querySelector("#dead tbody").textContent.includes("422")`)
+
+	// Replay the sink's dead letters with the button: delivered this time.
+	r.setStatus(http.StatusOK)
+	step("press replay", chromedp.Click(chromedp.CSS(`tr[data-sink="app"] button.replay`)))
+	eventually(t, "the receiver to get the replayed event", func() bool { return r.received() == 1 })
+	waitJS("the dead letter gone from the page", `document.querySelector('tr[data-sink="app"] .dead').textContent === "0" &&
+		document.querySelectorAll("#dead tbody tr").length === 0 &&
+		document.getElementById("message").textContent.includes("Replayed 1")`)
+
+	// Pause and resume from the page.
+	step("press pause", chromedp.Click(chromedp.CSS(`tr[data-sink="app"] button.pause`)))
+	waitJS("the sink paused", `document.querySelector('tr[data-sink="app"] .state').textContent === "paused"`)
+	if st, _ := d.engine.SinkStatus("app"); st.State != "paused" {
+		t.Errorf("after pressing pause the sink is %q", st.State)
+	}
+	step("press resume", chromedp.Click(chromedp.CSS(`tr[data-sink="app"] button.resume`)))
+	waitJS("the sink active", `document.querySelector('tr[data-sink="app"] .state').textContent === "active"`)
+
+	// Poll now from the page: the new item is delivered.
+	orders.add("2")
+	step("press poll now", chromedp.Click(chromedp.CSS(`tr[data-source="orders"] button.poll`)))
+	eventually(t, "the new item delivered", func() bool { return r.received() == 2 })
+	waitJS("the item count updated", `document.querySelector('tr[data-source="orders"] .items').textContent === "2"`)
+
+	body, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("body")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(body, token) {
+		t.Error("the page shows the token")
+	}
+}
