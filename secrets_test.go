@@ -31,14 +31,17 @@ func echoServer(t *testing.T, status int) *httptest.Server {
 	return s
 }
 
-// Secrets from the environment never reach logs or command output, even
-// when the remote side echoes them back in errors.
+// Secrets from the environment never reach logs, command output, metrics or
+// admin API answers, even when the remote side echoes them back in errors.
 func TestSecretsNeverAppearInOutput(t *testing.T) {
 	dir := t.TempDir()
 	api, api2, hook := echoServer(t, http.StatusInternalServerError), echoServer(t, http.StatusUnauthorized), echoServer(t, http.StatusBadRequest)
 	demo := newDemoAPI(t)
 	demo.put("a") // its item.created goes to the sink, which echoes and refuses it
+	adminAddr := freeAddr(t)
+	const adminToken = "adm-PLANTED-77e0b1"
 	env := []string{
+		"ADMIN_TOKEN=" + adminToken,
 		"SRC_TOKEN=" + plantedSecrets[0], "SRC_PASSWORD=" + plantedSecrets[1],
 		"HOOK_HEADER=" + plantedSecrets[2], "API_KEY=" + plantedSecrets[3],
 		"APP_WEBHOOK_SECRET=" + secret,
@@ -47,6 +50,7 @@ func TestSecretsNeverAppearInOutput(t *testing.T) {
 state: {path: %s}
 log: {level: debug, format: json}
 shutdown_timeout: 1s
+admin: {listen: "%s", token: "${ADMIN_TOKEN}"}
 sinks:
   - name: app
     url: %s
@@ -70,7 +74,7 @@ sources:
     items: data
     key: id
     emit_initial: true
-`, filepath.Join(dir, "state.db"), hook.URL, api.URL, api2.URL, demo.URL))
+`, filepath.Join(dir, "state.db"), adminAddr, hook.URL, api.URL, api2.URL, demo.URL))
 
 	d := startDaemon(t, cfg, env...)
 	waitFor(t, "both sources to fail", 15*time.Second, func() bool {
@@ -78,14 +82,32 @@ sources:
 		return strings.Contains(log, `"source":"orders"`) && strings.Contains(log, `"source":"users"`) &&
 			strings.Count(log, "poll failed") >= 2 && strings.Contains(log, "moved to dead letters")
 	})
+	outputs := map[string]string{}
+	for _, path := range []string{"/metrics", "/api/info", "/api/sources", "/api/sinks", "/api/dead", "/"} {
+		req, _ := http.NewRequest("GET", "http://"+adminAddr+path, nil)
+		req.Header.Set("Authorization", "Bearer "+adminToken)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("GET %s: %s", path, resp.Status)
+		}
+		outputs["admin "+path] = string(body)
+	}
+	if !strings.Contains(outputs["admin /api/dead"], "status 400") || !strings.Contains(outputs["admin /api/sources"], "orders") || !strings.Contains(outputs["admin /metrics"], "pollbridge_polls_total") {
+		t.Errorf("admin answers lack the expected content: %q %q", outputs["admin /api/dead"], outputs["admin /api/sources"])
+	}
 	d.term(t)
-	outputs := map[string]string{"daemon log": d.stderr.String()}
+	outputs["daemon log"] = d.stderr.String()
 	for _, args := range [][]string{{"poll", "-c", cfg, "orders"}, {"poll", "-c", cfg, "users"}, {"validate", "-c", cfg}, {"dlq", "list", "-c", cfg}} {
 		r := runCmd(t, env, args...)
 		outputs[strings.Join(args[:1], " ")+" "+args[len(args)-1]] = r.stdout + r.stderr
 	}
 	for name, out := range outputs {
-		for _, s := range append(plantedSecrets, strings.TrimPrefix(secret, "whsec_")) {
+		for _, s := range append(plantedSecrets, strings.TrimPrefix(secret, "whsec_"), adminToken) {
 			if strings.Contains(out, s) {
 				t.Errorf("%s contains the planted secret %q:\n%s", name, s, out)
 			}
