@@ -288,9 +288,13 @@ func reload(eng *bridge.Engine, path string, logger *slog.Logger) {
 		}
 		return
 	}
-	if old := eng.Config(); !sameBackend(old.State, cfg.State) {
+	old := eng.Config()
+	if !sameBackend(old.State, cfg.State) {
 		logger.Error("reload rejected: changing the state backend needs a restart; the running configuration stays")
 		return
+	}
+	if old.Admin != cfg.Admin || old.Log != cfg.Log {
+		logger.Warn("reload: admin and log settings take effect at the next restart; the rest is applied now")
 	}
 	srcs, snks, err := buildPlugins(cfg, logger)
 	if err == nil {
