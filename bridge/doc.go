@@ -4,11 +4,17 @@
 //
 // The data flow of one cron tick:
 //
-//	scheduler (robfig/cron, per-source offset)
-//	  → poller: Store.Load, Source.Fetch, Diff
+//	scheduler (robfig/cron, per-source offset on a shared grid)
+//	  → ticker: source backoff, poll lease for the tick (Store.TryLease)
+//	  → poller: Store.LoadMeta, Source.Fetch (304 / same body: stop here),
+//	    Store.Load, Diff (fingerprints, watch/ignore, delete_after, mass-
+//	    deletion guard), events and filter selection, per-sink routes
 //	  → Store.Commit (new items + outbox deliveries, one atomic step)
-//	  → dispatcher (one per sink): Store.Claim, Sink.Send, Ack / Retry / Bury
+//	  → dispatcher (one per sink): gate (circuit breaker, pause, 410), rate
+//	    limit, Store.Claim, Sink.Send, Ack / Retry / Bury
 //
 // The seams are small interfaces: Source (sources/), Sink (sinks/) and
-// store.Store (bridge/store/). main.go wires concrete ones into an Engine.
+// store.Store (bridge/store/). main.go wires concrete ones into an Engine;
+// Reload swaps in a new configuration while it runs, and the admin package
+// (bridge/admin) serves its status, metrics and controls.
 package bridge
