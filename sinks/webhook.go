@@ -9,7 +9,6 @@ import (
 	"io"
 	"math"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -53,19 +52,9 @@ type Webhook struct {
 // for a URL that is not http(s), a secret that is not "whsec_" + base64 and
 // a bad payload format (see NewFormat).
 func NewWebhook(cfg config.Sink, client *http.Client) (*Webhook, error) {
-	u, err := url.Parse(cfg.URL)
+	u, err := redact.HTTPURL(cfg.URL)
 	if err != nil {
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err // the URL itself may hold a token
-		}
-		return nil, fmt.Errorf("parse url: %w", err)
-	}
-	if u.Scheme != "http" && u.Scheme != "https" {
-		return nil, fmt.Errorf("parse url: scheme %q is not http or https", u.Scheme)
-	}
-	if u.Host == "" {
-		return nil, errors.New("parse url: no host")
+		return nil, err
 	}
 	format, err := NewFormat(cfg)
 	if err != nil {

@@ -107,19 +107,9 @@ func NewHTTP(cfg config.Source, client *http.Client) (*HTTP, error) {
 // NewHTTP returns an HTTP source for cfg that shares the Registry's host
 // limits (see New).
 func (r *Registry) NewHTTP(cfg config.Source, client *http.Client) (*HTTP, error) {
-	u, err := url.Parse(cfg.URL)
+	u, err := redact.HTTPURL(cfg.URL)
 	if err != nil {
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err // the URL itself may hold a token
-		}
-		return nil, fmt.Errorf("parse url: %w", err)
-	}
-	if u.Scheme != "http" && u.Scheme != "https" {
-		return nil, fmt.Errorf("parse url: scheme %q is not http or https", u.Scheme)
-	}
-	if u.Host == "" {
-		return nil, errors.New("parse url: no host")
+		return nil, err
 	}
 	s := &HTTP{
 		name:      cfg.Name,

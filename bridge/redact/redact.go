@@ -5,6 +5,7 @@ package redact
 
 import (
 	"errors"
+	"fmt"
 	"net/url"
 	"strings"
 	"unicode"
@@ -59,4 +60,20 @@ func URLError(err error) error {
 		return ue.Err
 	}
 	return err
+}
+
+// HTTPURL parses an absolute http(s) URL. Its errors never quote the URL,
+// which may hold a token.
+func HTTPURL(raw string) (*url.URL, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("parse url: %w", URLError(err))
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return nil, fmt.Errorf("parse url: scheme %q is not http or https", u.Scheme)
+	}
+	if u.Host == "" {
+		return nil, errors.New("parse url: no host")
+	}
+	return u, nil
 }

@@ -40,3 +40,15 @@ func TestURLErrorHidesTheURL(t *testing.T) {
 		t.Error("a plain error was changed")
 	}
 }
+
+func TestHTTPURL(t *testing.T) {
+	for _, bad := range []string{"ftp://h/x", "http://", "http://u:pw-SECRET@h\x7f/"} {
+		_, err := HTTPURL(bad)
+		if err == nil || strings.Contains(err.Error(), "SECRET") {
+			t.Errorf("HTTPURL(%q) = %v, want an error that hides the URL", bad, err)
+		}
+	}
+	if u, err := HTTPURL("https://api.example.com/v1?x=1"); err != nil || u.Host != "api.example.com" {
+		t.Errorf("good URL: %v, %v", u, err)
+	}
+}
