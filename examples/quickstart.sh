@@ -50,6 +50,7 @@ cat <<BANNER
   demo orders API     http://127.0.0.1:9000/orders   (changes itself every 4s)
   webhook receiver    http://127.0.0.1:8080/hooks    (verifies signatures)
   pollbridge          bridge.yaml, polls every 5s, state in ./pollbridge.db
+  status page         http://127.0.0.1:9090/   (metrics at /metrics)
 
   The first poll records a baseline; "verified msg_... item.updated orders/N
   changes: ..." lines from the receiver appear within a minute.
