@@ -83,7 +83,7 @@ sources:
 			strings.Count(log, "poll failed") >= 2 && strings.Contains(log, "moved to dead letters")
 	})
 	outputs := map[string]string{}
-	for _, path := range []string{"/metrics", "/api/info", "/api/sources", "/api/sinks", "/api/dead", "/"} {
+	for _, path := range []string{"/metrics", "/api/info", "/api/sources", "/api/sinks", "/api/dead", "/api/deliveries?state=dead", "/"} {
 		req, _ := http.NewRequest("GET", "http://"+adminAddr+path, nil)
 		req.Header.Set("Authorization", "Bearer "+adminToken)
 		resp, err := http.DefaultClient.Do(req)
@@ -97,7 +97,7 @@ sources:
 		}
 		outputs["admin "+path] = string(body)
 	}
-	if !strings.Contains(outputs["admin /api/dead"], "status 400") || !strings.Contains(outputs["admin /api/sources"], "orders") || !strings.Contains(outputs["admin /metrics"], "pollbridge_polls_total") {
+	if !strings.Contains(outputs["admin /api/dead"], "status 400") || !strings.Contains(outputs["admin /api/deliveries?state=dead"], "status 400") || !strings.Contains(outputs["admin /api/sources"], "orders") || !strings.Contains(outputs["admin /metrics"], "pollbridge_polls_total") {
 		t.Errorf("admin answers lack the expected content: %q %q", outputs["admin /api/dead"], outputs["admin /api/sources"])
 	}
 	d.term(t)

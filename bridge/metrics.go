@@ -94,7 +94,7 @@ func NewMetrics(version string) *Metrics {
 		}, []string{"sink"}),
 		storeErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pollbridge_store_errors_total",
-			Help: "Failed store operations by op (load, commit, claim, ack, retry, bury, dead, replay, stats, lease, ping).",
+			Help: "Failed store operations by op (load, commit, claim, ack, retry, bury, dead, live, replay, stats, lease, ping).",
 		}, []string{"op"}),
 		outboxDesc: prometheus.NewDesc("pollbridge_outbox_deliveries",
 			"Deliveries in the outbox at scrape time, by state: pending, retrying or dead.",
@@ -264,8 +264,8 @@ func (c scrapeCollector) Collect(ch chan<- prometheus.Metric) {
 }
 
 // instrumentStore wraps st so that its failures count in
-// pollbridge_store_errors_total. Methods the wrapper does not know pass
-// through untouched. A nil *Metrics returns st as it is.
+// pollbridge_store_errors_total; Close passes through untouched. A nil
+// *Metrics returns st as it is.
 func (m *Metrics) instrumentStore(st store.Store) store.Store {
 	if m == nil || st == nil {
 		return st
@@ -330,6 +330,12 @@ func (s *instrumentedStore) Dead(ctx context.Context, sink string) ([]store.Deli
 	return ds, err
 }
 
+func (s *instrumentedStore) Live(ctx context.Context, sink string, limit int) ([]store.Delivery, error) {
+	ds, err := s.Store.Live(ctx, sink, limit)
+	s.m.storeError("live", err)
+	return ds, err
+}
+
 func (s *instrumentedStore) Replay(ctx context.Context, sink string, ids []string) (int, error) {
 	n, err := s.Store.Replay(ctx, sink, ids)
 	s.m.storeError("replay", err)
@@ -348,9 +354,8 @@ func (s *instrumentedStore) TryLease(ctx context.Context, name, owner string, tt
 	return ok, err
 }
 
-// Ping checks the wrapped store with its own Ping when it has one.
 func (s *instrumentedStore) Ping(ctx context.Context) error {
-	err := pingStore(ctx, s.Store)
+	err := s.Store.Ping(ctx)
 	s.m.storeError("ping", err)
 	return err
 }

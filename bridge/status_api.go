@@ -100,23 +100,12 @@ func (e *Engine) WakeSink(name string) {
 // has Metrics).
 func (e *Engine) Store() store.Store { return e.store }
 
-// CheckStore reports whether the store answers: with its Ping method when
-// it has one, otherwise with a Stats call, within a short timeout.
+// CheckStore reports whether the store answers its Ping within a short
+// timeout.
 func (e *Engine) CheckStore(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, pingTimeout)
 	defer cancel()
-	return pingStore(ctx, e.store)
-}
-
-// pingStore checks st with Ping(ctx) if it has it, else with Stats.
-func pingStore(ctx context.Context, st store.Store) error {
-	if p, ok := st.(interface{ Ping(context.Context) error }); ok {
-		return p.Ping(ctx)
-	}
-	if _, err := st.Stats(ctx, time.Now()); err != nil {
-		return fmt.Errorf("store check: %w", err)
-	}
-	return nil
+	return e.store.Ping(ctx)
 }
 
 // DryRunSource fetches the named source once and diffs the answer against

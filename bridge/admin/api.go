@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"encoding/json"
 	"errors"
 	"net/http"
 	"runtime"
@@ -82,6 +83,53 @@ type Dead struct {
 	// Dead lists dead letters, oldest first, at most limit of them.
 	Dead []store.Delivery `json:"dead"`
 	// Total counts them all.
+	Total int `json:"total"`
+}
+
+// Delivery states, as GET /api/deliveries takes and gives them.
+const (
+	StatePending  = "pending"  // in the outbox, not failed yet (in flight and waiting behind an older one of its item included)
+	StateRetrying = "retrying" // in the outbox after a failed attempt
+	StateDead     = "dead"     // a dead letter
+)
+
+// DefaultDeliveriesLimit is how many deliveries GET /api/deliveries lists
+// without ?limit; store.DefaultLiveLimit is the most it lists.
+const DefaultDeliveriesLimit = 100
+
+// DeliveryInfo is one delivery in GET /api/deliveries: what an operator
+// needs to see where it stands, without its payload.
+type DeliveryInfo struct {
+	// ID is the delivery's ID (per event and sink); EventID the
+	// webhook-id.
+	ID      string `json:"id"`
+	EventID string `json:"event_id"`
+	// Sink, Source and Key name where it goes and what item it is about.
+	Sink   string `json:"sink"`
+	Source string `json:"source"`
+	Key    string `json:"key"`
+	// Type is the event type (item.created, item.updated, item.deleted).
+	Type string `json:"type"`
+	// State is StatePending, StateRetrying or StateDead.
+	State string `json:"state"`
+	// Attempts counts the failed attempts; LastError describes the last
+	// one (redacted when it was recorded).
+	Attempts  int    `json:"attempts"`
+	LastError string `json:"last_error,omitempty"`
+	// Created is when the delivery entered the outbox.
+	Created time.Time `json:"created"`
+	// Due is when a live delivery may next be attempted (a claimed one:
+	// when it was due); Dead is when a dead letter was buried.
+	Due  time.Time `json:"due,omitzero"`
+	Dead time.Time `json:"dead,omitzero"`
+}
+
+// Deliveries is the answer of GET /api/deliveries.
+type Deliveries struct {
+	// Deliveries lists them: live ones by due time, dead ones oldest first.
+	Deliveries []DeliveryInfo `json:"deliveries"`
+	// Total counts the deliveries of the sink (every sink without
+	// ?sink) in the state asked for, listed or not.
 	Total int `json:"total"`
 }
 
@@ -295,4 +343,102 @@ func (s *Server) dead(w http.ResponseWriter, r *http.Request) {
 		out.Dead = slices.Clip(out.Dead[:limit])
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// deliveries lists deliveries by state: ?sink=NAME for one sink (any name
+// the store knows), ?state=pending|retrying|dead (default: pending and
+// retrying), ?limit=N (default DefaultDeliveriesLimit, at most
+// store.DefaultLiveLimit). Pending and retrying deliveries are picked from
+// the store.DefaultLiveLimit live ones due first, so the list may show
+// fewer than Total.
+func (s *Server) deliveries(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	sink, state := q.Get("sink"), q.Get("state")
+	switch state {
+	case "", StatePending, StateRetrying, StateDead:
+	default:
+		writeError(w, http.StatusBadRequest, "state: want pending, retrying or dead")
+		return
+	}
+	limit := DefaultDeliveriesLimit
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			writeError(w, http.StatusBadRequest, "limit: want a number ≥ 1")
+			return
+		}
+		limit = min(n, store.DefaultLiveLimit)
+	}
+	st := s.opts.Engine.Store()
+	out := Deliveries{Deliveries: []DeliveryInfo{}}
+	if state == StateDead {
+		dead, err := st.Dead(r.Context(), sink)
+		if err != nil {
+			writeError(w, http.StatusServiceUnavailable, "list dead letters: "+err.Error())
+			return
+		}
+		out.Total = len(dead)
+		for _, d := range dead[:min(limit, len(dead))] {
+			out.Deliveries = append(out.Deliveries, deliveryInfo(d, StateDead))
+		}
+		writeJSON(w, http.StatusOK, out)
+		return
+	}
+	scan := limit
+	if state != "" {
+		scan = store.DefaultLiveLimit
+	}
+	live, err := st.Live(r.Context(), sink, scan)
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, "list deliveries: "+err.Error())
+		return
+	}
+	stats, err := st.Stats(r.Context(), time.Now())
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, "count deliveries: "+err.Error())
+		return
+	}
+	for name, c := range stats {
+		if sink == "" || name == sink {
+			switch state {
+			case StatePending:
+				out.Total += c.Pending
+			case StateRetrying:
+				out.Total += c.Retrying
+			default:
+				out.Total += c.Pending + c.Retrying
+			}
+		}
+	}
+	for _, d := range live {
+		ds := StatePending
+		if d.Attempts > 0 {
+			ds = StateRetrying
+		}
+		if state != "" && ds != state {
+			continue
+		}
+		if len(out.Deliveries) == limit {
+			break
+		}
+		out.Deliveries = append(out.Deliveries, deliveryInfo(d, ds))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// deliveryInfo describes d, in state, without its payload (whose event
+// type it reads).
+func deliveryInfo(d store.Delivery, state string) DeliveryInfo {
+	var ev struct {
+		Type string `json:"type"`
+	}
+	_ = json.Unmarshal(d.Payload, &ev) // a payload that is not an event has no type
+	info := DeliveryInfo{
+		ID: d.ID, EventID: d.EventID, Sink: d.Sink, Source: d.Source, Key: d.Key, Type: ev.Type, State: state,
+		Attempts: d.Attempts, LastError: d.LastError, Created: d.Created.UTC(), Due: d.Due.UTC(), Dead: d.Dead.UTC(),
+	}
+	if state == StateDead {
+		info.Due = time.Time{} // when it was last due; it no longer is
+	}
+	return info
 }

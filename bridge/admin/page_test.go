@@ -125,6 +125,18 @@ func TestStatusPageInBrowser(t *testing.T) {
 		document.querySelectorAll("#dead tbody tr").length === 1 &&
 		document.querySelector("#dead tbody").textContent.includes("422")`)
 
+	// The sink's deliveries, expanded: the dead letter with its attempts
+	// and error, nothing retrying.
+	step("expand the sink's deliveries", chromedp.Click(chromedp.CSS(`tr[data-sink="app"] button.details`)))
+	waitJS("the sink's dead letter listed", `(() => {
+		const detail = document.querySelector('tr[data-sink-detail="app"]');
+		if (detail === null) return false;
+		const rows = detail.querySelectorAll(".deliveries.dead tbody tr");
+		return rows.length === 1 && rows[0].textContent.includes("orders/1") && rows[0].textContent.includes("422") &&
+			rows[0].querySelector(".attempts").textContent === "1" &&
+			detail.querySelector(".deliveries.retrying").textContent.includes("none");
+	})()`)
+
 	// Replay the sink's dead letters with the button: delivered this time.
 	r.setStatus(http.StatusOK)
 	step("press replay", chromedp.Click(chromedp.CSS(`tr[data-sink="app"] button.replay`)))
@@ -147,6 +159,29 @@ func TestStatusPageInBrowser(t *testing.T) {
 	step("press poll now", chromedp.Click(chromedp.CSS(`tr[data-source="orders"] button.poll`)))
 	eventually(t, "the new item delivered", func() bool { return r.received() == 2 })
 	waitJS("the item count updated", `document.querySelector('tr[data-source="orders"] .items').textContent === "2"`)
+
+	// A receiver failing with 503: the new item's delivery shows as
+	// retrying under the still expanded sink, then goes once it is
+	// delivered.
+	r.setStatus(http.StatusServiceUnavailable)
+	orders.add("3")
+	step("press poll now again", chromedp.Click(chromedp.CSS(`tr[data-source="orders"] button.poll`)))
+	eventually(t, "a retrying delivery", func() bool { return d.sink(t, "app", token).Outbox.Retrying == 1 })
+	step("refresh", chromedp.Click(chromedp.ID("refresh")))
+	waitJS("the retrying delivery listed", `(() => {
+		const rows = document.querySelectorAll('tr[data-sink-detail="app"] .deliveries.retrying tbody tr');
+		return rows.length === 1 && rows[0].textContent.includes("orders/3") && rows[0].textContent.includes("503") &&
+			rows[0].textContent.includes("item.created") && Number(rows[0].querySelector(".attempts").textContent) >= 1;
+	})()`)
+	r.setStatus(http.StatusOK)
+	if err := d.engine.ResumeSink("app"); err != nil { // closes the circuit the failures may have opened
+		t.Fatal(err)
+	}
+	eventually(t, "the retried item delivered", func() bool { return r.received() == 3 })
+	step("refresh", chromedp.Click(chromedp.ID("refresh")))
+	waitJS("nothing retrying", `document.querySelector('tr[data-sink-detail="app"] .deliveries.retrying').textContent.includes("none")`)
+	step("hide the sink's deliveries", chromedp.Click(chromedp.CSS(`tr[data-sink="app"] button.details`)))
+	waitJS("the deliveries hidden", `document.querySelector('tr[data-sink-detail="app"]') === null`)
 
 	body, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("body")))
 	if err != nil {

@@ -95,6 +95,7 @@ func New(opts Options) *Server {
 	mux.HandleFunc("POST /api/sinks/{name}/pause", s.pause)
 	mux.HandleFunc("POST /api/sinks/{name}/resume", s.resume)
 	mux.HandleFunc("POST /api/sinks/{name}/replay", s.replaySink)
+	mux.HandleFunc("GET /api/deliveries", s.deliveries)
 	mux.HandleFunc("GET /api/dead", s.dead)
 	mux.HandleFunc("POST /api/dead/replay", s.replayAll)
 	mux.HandleFunc("POST /api/dead/{id}/replay", s.replayOne)

@@ -72,7 +72,7 @@ func TestTokenGuardsEverythingButProbesAndPage(t *testing.T) {
 		}
 	}
 	for _, tc := range []struct{ method, path string }{
-		{"GET", "/metrics"}, {"GET", "/api/sources"}, {"GET", "/api/sinks"}, {"GET", "/api/dead"},
+		{"GET", "/metrics"}, {"GET", "/api/sources"}, {"GET", "/api/sinks"}, {"GET", "/api/dead"}, {"GET", "/api/deliveries"},
 		{"POST", "/api/sinks/app/pause"}, {"POST", "/api/sources/orders/poll"}, {"POST", "/api/dead/replay"},
 	} {
 		for _, tok := range []string{"", "wrong", token + "x", strings.ToUpper(token)} {

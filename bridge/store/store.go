@@ -98,6 +98,10 @@ type Delivery struct {
 	Dead time.Time `json:"dead,omitzero"`
 }
 
+// DefaultLiveLimit is how many deliveries Store.Live returns at most when
+// its limit is zero or less.
+const DefaultLiveLimit = 1000
+
 // SinkStats counts the outbox of one sink.
 type SinkStats struct {
 	// Pending counts deliveries that have not failed yet, including claimed
@@ -169,12 +173,27 @@ type Store interface {
 	// the head of their item count as Pending (Retrying if they failed
 	// before).
 	Stats(ctx context.Context, now time.Time) (map[string]SinkStats, error)
+	// Live lists the live deliveries of sink, or of every sink when sink
+	// is "": every one in the outbox that is not dead, claimed ones and
+	// ones waiting behind the head of their item included. They come in
+	// order of Due, commit order among equal Due times, with their
+	// Attempts, LastError, Due (for a claimed one, the time it was due
+	// when claimed) and Created; at most limit of them (DefaultLiveLimit
+	// when limit <= 0). Live is for operators: its cost grows with the
+	// deliveries it returns (and, for a backend that keeps outboxes per
+	// source, with the number of sources), not with the outbox; it is not
+	// a snapshot across sources.
+	Live(ctx context.Context, sink string, limit int) ([]Delivery, error)
 
 	// TryLease takes the lease called name for owner until ttl has passed,
 	// unless another owner holds it; an owner that holds it extends it. It
 	// reports whether owner holds the lease now. Replicas sharing a store
 	// use leases so that each tick of a source is polled by one of them.
 	TryLease(ctx context.Context, name, owner string, ttl time.Duration) (bool, error)
+
+	// Ping reports whether the store answers, as cheaply as the backend
+	// can tell: a readiness probe. It fails once the store is closed.
+	Ping(ctx context.Context) error
 
 	// Close releases the store. It does not wait for ctx-less work.
 	Close() error

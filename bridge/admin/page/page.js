@@ -6,6 +6,7 @@
   const $ = (sel) => document.querySelector(sel);
   let busy = false;
   let again = false;
+  const expanded = new Set(); // sinks whose retrying and dead deliveries are shown
 
   function token() { return sessionStorage.getItem(tokenKey) || ""; }
 
@@ -114,15 +115,57 @@
 
   const stateText = { active: "active", open: "circuit open", probing: "probing", paused: "paused", disabled: "disabled" };
 
-  function renderSinks(data) {
+  // deliveryTable lists deliveries of one state ("Retrying" or "Dead") of
+  // a sink, as /api/deliveries gave them.
+  function deliveryTable(title, data, dead) {
+    const shown = data.deliveries.length;
+    const count = data.total > shown ? " (first " + shown + " of " + data.total + ")" : " (" + data.total + ")";
+    const box = el("div", { class: "deliveries " + title.toLowerCase() },
+      el("h3", {}, title, el("span", { class: "muted" }, count)));
+    if (shown === 0) {
+      box.append(el("p", { class: "muted" }, "none"));
+      return box;
+    }
+    box.append(el("table", {},
+      el("thead", {}, el("tr", {},
+        el("th", {}, "Delivery"), el("th", {}, "Item"), el("th", {}, "Type"), el("th", { class: "num" }, "Attempts"),
+        el("th", {}, dead ? "Dead since" : "Next attempt"), el("th", {}, "Last error"))),
+      el("tbody", {}, ...data.deliveries.map((d) =>
+        el("tr", { "data-delivery": d.id },
+          el("td", {}, el("code", {}, d.id)),
+          el("td", {}, d.source + "/" + d.key),
+          el("td", {}, d.type),
+          el("td", { class: "num attempts" }, d.attempts),
+          el("td", {}, when(dead ? d.dead : d.due)),
+          el("td", { class: "error" }, d.last_error || ""))))));
+    return box;
+  }
+
+  // detailRow shows a sink's retrying and dead deliveries under its row.
+  function detailRow(name, d) {
+    const cell = el("td", { colSpan: 6 });
+    if (!d) cell.append(el("p", { class: "muted" }, "loading…"));
+    else if (d.error) cell.append(el("p", { class: "error" }, "Deliveries unavailable: " + d.error));
+    else cell.append(deliveryTable("Retrying", d.retrying, false), deliveryTable("Dead", d.dead, true));
+    return el("tr", { class: "detail", "data-sink-detail": name }, cell);
+  }
+
+  function renderSinks(data, details) {
     const body = $("#sinks tbody");
-    body.replaceChildren(...data.sinks.map((k) => {
+    body.replaceChildren(...data.sinks.flatMap((k) => {
       const o = k.outbox || {};
       const n = (v) => (v === undefined ? "?" : v);
       const state = el("td", {}, el("span", { class: "badge state " + k.state }, stateText[k.state] || k.state));
       if (k.reason) state.append(el("div", { class: "muted" }, k.reason));
       const stopped = k.state === "paused" || k.state === "disabled";
-      return el("tr", { "data-sink": k.name },
+      const open = expanded.has(k.name);
+      const toggle = el("button", { type: "button", class: "details", "data-expanded": String(open) },
+        open ? "Hide deliveries" : "Deliveries");
+      toggle.addEventListener("click", () => {
+        if (open) expanded.delete(k.name); else expanded.add(k.name);
+        refresh();
+      });
+      const row = el("tr", { "data-sink": k.name },
         el("td", {}, el("strong", {}, k.name)),
         state,
         el("td", { class: "num pending" }, n(o.pending)),
@@ -142,7 +185,10 @@
             : button("Pause", "pause", async () => {
                 await api("POST", "/api/sinks/" + enc(k.name) + "/pause");
                 return "Paused " + k.name;
-              })));
+              }),
+          " ",
+          toggle));
+      return open ? [row, detailRow(k.name, details[k.name])] : [row];
     }));
     const oe = $("#outbox-error");
     oe.hidden = !data.outbox_error;
@@ -177,9 +223,19 @@
       const [info, sources, sinks, dead] = await Promise.all([
         api("GET", "/api/info"), api("GET", "/api/sources"), api("GET", "/api/sinks"), api("GET", "/api/dead?limit=50"),
       ]);
+      const details = {};
+      await Promise.all([...expanded].map(async (name) => {
+        const q = "/api/deliveries?limit=20&sink=" + enc(name) + "&state=";
+        try {
+          const [retrying, dead] = await Promise.all([api("GET", q + "retrying"), api("GET", q + "dead")]);
+          details[name] = { retrying, dead };
+        } catch (err) {
+          details[name] = { error: err.message };
+        }
+      }));
       $("#version").textContent = "version " + info.version + (info.draining ? " — shutting down" : "");
       renderSources(sources.sources);
-      renderSinks(sinks);
+      renderSinks(sinks, details);
       renderDead(dead);
       $("#updated").textContent = "updated " + new Date().toLocaleTimeString();
       document.body.dataset.loaded = "true";

@@ -27,9 +27,9 @@ var ErrInUse = errors.New("it is in use by another pollbridge process")
 const DefaultTimeout = time.Second
 
 // schemaVersion is the layout version written to the pollbridge bucket.
-// Version 1 had no fifo bucket (no per-item order); Open upgrades it, and a
-// read-only Open reads it as it is.
-const schemaVersion = 2
+// Version 1 had no fifo bucket (no per-item order), version 2 no live
+// bucket; Open upgrades both, and a read-only Open reads them as they are.
+const schemaVersion = 3
 
 // Bucket and key names; see the package doc for the layout.
 const (
@@ -44,6 +44,7 @@ const (
 	bucketDead    = "dead"
 	bucketClaimed = "claimed"
 	bucketFifo    = "fifo"
+	bucketLive    = "live"
 )
 
 // Options configures Open.
@@ -52,7 +53,7 @@ type Options struct {
 	// process before it fails with ErrInUse. Zero or less means
 	// DefaultTimeout.
 	Timeout time.Duration
-	// ReadOnly opens an existing file for reading (Load, Dead, Stats) with a
+	// ReadOnly opens an existing file for reading (Load, Dead, Stats, Live) with a
 	// shared lock; every method that writes fails. It still cannot open a
 	// file that a running daemon holds.
 	ReadOnly bool
@@ -147,7 +148,7 @@ func (s *Store) Close() error {
 }
 
 // checkSchema accepts a file that was never initialised and the layout
-// versions this pollbridge reads (1 and 2).
+// versions this pollbridge reads (1 to 3).
 func checkSchema(tx *bolt.Tx) error {
 	_, err := schema(tx)
 	return err
@@ -174,8 +175,8 @@ func schema(tx *bolt.Tx) (uint64, error) {
 	return n, nil
 }
 
-// initialize creates the buckets, upgrades a version 1 layout and releases
-// abandoned claims.
+// initialize creates the buckets, upgrades a version 1 or 2 layout and
+// releases abandoned claims.
 func (s *Store) initialize(tx *bolt.Tx) error {
 	if tx.Bucket([]byte(bucketRoot)) == nil && firstBucket(tx) != "" {
 		return fmt.Errorf("check schema: not a pollbridge state file (has bucket %q)", firstBucket(tx))
@@ -193,13 +194,18 @@ func (s *Store) initialize(tx *bolt.Tx) error {
 	if err != nil {
 		return err
 	}
-	for _, name := range []string{bucketSources, bucketOutbox, bucketDue, bucketDead, bucketClaimed, bucketFifo} {
+	for _, name := range []string{bucketSources, bucketOutbox, bucketDue, bucketDead, bucketClaimed, bucketFifo, bucketLive} {
 		if _, err := tx.CreateBucketIfNotExists([]byte(name)); err != nil {
 			return fmt.Errorf("create buckets: %w", err)
 		}
 	}
-	if version < 2 {
-		if err := upgradeFifo(tx); err != nil {
+	if version < schemaVersion {
+		if version < 2 {
+			if err := upgradeFifo(tx); err != nil {
+				return fmt.Errorf("upgrade schema: %w", err)
+			}
+		}
+		if err := upgradeLive(tx); err != nil {
 			return fmt.Errorf("upgrade schema: %w", err)
 		}
 		if err := root.Put([]byte(keySchema), binary.BigEndian.AppendUint64(nil, schemaVersion)); err != nil {
@@ -207,6 +213,18 @@ func (s *Store) initialize(tx *bolt.Tx) error {
 		}
 	}
 	return releaseClaims(tx)
+}
+
+// upgradeLive gives every live delivery of a version 1 or 2 outbox its
+// entry in live/<sink>.
+func upgradeLive(tx *bolt.Tx) error {
+	return outbox(tx).ForEach(func(_, v []byte) error {
+		r, err := decodeRecord(v)
+		if err != nil || r.dead() {
+			return err
+		}
+		return putLive(tx, r)
+	})
 }
 
 // upgradeFifo turns a version 1 outbox, where every live delivery was in

@@ -42,6 +42,10 @@ func fifoPrefix(source, key string) []byte {
 	return appendBytes(b, []byte(key))
 }
 
+// liveKey is the key of a live record's entry in live/<sink>: its Due,
+// then its seq.
+func (r *record) liveKey() []byte { return indexKey(nanos(r.d.Due), r.seq) }
+
 func (r *record) dead() bool { return !r.d.Dead.IsZero() }
 
 // dueValue is the value of the record's due/<sink> entry.

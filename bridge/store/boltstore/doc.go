@@ -9,7 +9,7 @@
 //
 // Layout of the file (all integers big-endian):
 //
-//	pollbridge                   schema = 2
+//	pollbridge                   schema = 3
 //	sources/<source>/gen         8-byte generation
 //	sources/<source>/items/<key> uvarint len(fp) | fp | item JSON
 //	sources/<source>/meta/<name> value
@@ -18,6 +18,7 @@
 //	fifo/<sink>/<item|seq>       flag (0 pending, 1 retrying) | delivery ID
 //	due/<sink>/<at|seq>          flag | delivery ID
 //	dead/<sink>/<at|seq>         delivery ID
+//	live/<sink>/<at|seq>         delivery ID; at is the delivery's Due
 //	claimed/<delivery ID>        empty; the delivery's due entry is a lease
 //
 // at is a time as UnixNano with the sign bit flipped, so keys sort by time;
@@ -37,6 +38,12 @@
 // only when the item had no entry. Every method changes all of them in one
 // transaction.
 //
-// Version 1 had no fifo bucket and every live delivery in due/<sink>; Open
-// upgrades such a file in place (a read-only Open reads it as it is).
+// live/<sink> lists every live delivery (claimed and waiting ones too) by
+// its Due, so Live reads the deliveries it returns and no others; Commit,
+// Replay, Retry, Ack, Bury and a promotion keep it in step in the same
+// transaction.
+//
+// Version 1 had no fifo bucket and every live delivery in due/<sink>,
+// version 2 no live bucket; Open upgrades such a file in place (a
+// read-only Open reads it as it is, and Live then reads the whole outbox).
 package boltstore

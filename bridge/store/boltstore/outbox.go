@@ -100,7 +100,13 @@ func (s *Store) Retry(ctx context.Context, d store.Delivery, due time.Time) erro
 		if err != nil {
 			return err
 		}
+		if err := dropLive(tx, r); err != nil {
+			return err
+		}
 		r.d.Attempts, r.d.LastError, r.d.Due = d.Attempts, d.LastError, due
+		if err := putLive(tx, r); err != nil {
+			return err
+		}
 		if err := tx.Bucket([]byte(bucketClaimed)).Delete([]byte(d.ID)); err != nil {
 			return err
 		}
@@ -156,10 +162,13 @@ func (s *Store) Bury(ctx context.Context, d store.Delivery) error {
 	return nil
 }
 
-// unlink takes a live record out of due/<sink>, claimed and the fifo of its
-// item, and when it was the item's head makes the next one the head, due
-// at now or its own due time, whichever is later.
+// unlink takes a live record out of due/<sink>, claimed, live/<sink> and
+// the fifo of its item, and when it was the item's head makes the next one
+// the head, due at now or its own due time, whichever is later.
 func unlink(tx *bolt.Tx, r *record, now time.Time) error {
+	if err := dropLive(tx, r); err != nil {
+		return err
+	}
 	due, err := sinkBucket(tx, bucketDue, r.d.Sink, false)
 	if err != nil {
 		return err
@@ -196,7 +205,13 @@ func unlink(tx *bolt.Tx, r *record, now time.Time) error {
 		return nil // already due (cannot happen while the fifo is consistent)
 	}
 	if next.d.Due.Before(now) {
+		if err := dropLive(tx, next); err != nil {
+			return err
+		}
 		next.d.Due = now
+		if err := putLive(tx, next); err != nil {
+			return err
+		}
 	}
 	next.at = nanos(next.d.Due)
 	if err := due.Put(next.key(), next.dueValue()); err != nil {
@@ -206,11 +221,15 @@ func unlink(tx *bolt.Tx, r *record, now time.Time) error {
 }
 
 // enqueue adds a live record, new to the outbox or replayed, at the end of
-// the fifo of its item. When no older delivery of the item is outstanding it
-// becomes the head: due/<sink> gets its entry at r.at. It saves r.
+// the fifo of its item and to live/<sink>. When no older delivery of the
+// item is outstanding it becomes the head: due/<sink> gets its entry at
+// r.at. It saves r.
 func enqueue(tx *bolt.Tx, r *record) error {
 	fifo, err := sinkBucket(tx, bucketFifo, r.d.Sink, true)
 	if err != nil {
+		return err
+	}
+	if err := putLive(tx, r); err != nil {
 		return err
 	}
 	busy, _ := headOf(fifo, r)
@@ -227,6 +246,31 @@ func enqueue(tx *bolt.Tx, r *record) error {
 		}
 	}
 	return putRecord(outbox(tx), r)
+}
+
+// putLive gives a live record its entry in live/<sink>, at its Due.
+func putLive(tx *bolt.Tx, r *record) error {
+	live, err := sinkBucket(tx, bucketLive, r.d.Sink, true)
+	if err != nil {
+		return err
+	}
+	if err := live.Put(r.liveKey(), []byte(r.d.ID)); err != nil {
+		return fmt.Errorf("list delivery %q: %w", r.d.ID, err)
+	}
+	return nil
+}
+
+// dropLive removes a record's entry from live/<sink>, found by its Due as
+// stored; call it before changing the Due.
+func dropLive(tx *bolt.Tx, r *record) error {
+	live, err := sinkBucket(tx, bucketLive, r.d.Sink, false)
+	if err != nil || live == nil {
+		return err
+	}
+	if err := live.Delete(r.liveKey()); err != nil {
+		return fmt.Errorf("unlist delivery %q: %w", r.d.ID, err)
+	}
+	return nil
 }
 
 // headOf returns the first fifo entry of r's item (its head): key and
@@ -404,6 +448,115 @@ func (s *Store) Stats(ctx context.Context, now time.Time) (map[string]store.Sink
 		return nil, fmt.Errorf("stats: %w", err)
 	}
 	return out, nil
+}
+
+// Live lists the live deliveries of sink ("" = every sink) in order of
+// Due, commit order among equals, at most limit (store.DefaultLiveLimit
+// when limit <= 0). It walks live/<sink> from the start (every sink's
+// bucket side by side when sink is ""), so it reads the deliveries it
+// returns and no others. A file of an older layout opened read-only has no
+// live bucket: Live then reads the whole outbox.
+func (s *Store) Live(ctx context.Context, sink string, limit int) ([]store.Delivery, error) {
+	if limit <= 0 {
+		limit = store.DefaultLiveLimit
+	}
+	var out []store.Delivery
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		out = nil
+		live := tx.Bucket([]byte(bucketLive))
+		if live == nil {
+			var err error
+			out, err = scanLive(tx, sink, limit)
+			return err
+		}
+		var cursors []*liveCursor
+		add := func(b *bolt.Bucket) {
+			c := &liveCursor{c: b.Cursor()}
+			if c.k, c.v = c.c.First(); c.k != nil {
+				cursors = append(cursors, c)
+			}
+		}
+		if sink != "" {
+			if b := live.Bucket([]byte(sink)); b != nil {
+				add(b)
+			}
+		} else if err := live.ForEachBucket(func(name []byte) error { add(live.Bucket(name)); return nil }); err != nil {
+			return err
+		}
+		ob := outbox(tx)
+		for len(out) < limit && len(cursors) > 0 {
+			if len(out)%256 == 255 {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+			}
+			// Keys are Due then the outbox's global seq: the smallest one
+			// across sinks is next.
+			i := 0
+			for j := 1; j < len(cursors); j++ {
+				if bytes.Compare(cursors[j].k, cursors[i].k) < 0 {
+					i = j
+				}
+			}
+			c := cursors[i]
+			r, err := indexedRecord(ob, c.v)
+			if err != nil {
+				return err
+			}
+			out = append(out, r.d)
+			if c.k, c.v = c.c.Next(); c.k == nil {
+				cursors = slices.Delete(cursors, i, i+1)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list live deliveries: %w", err)
+	}
+	return out, nil
+}
+
+// liveCursor walks one live/<sink> bucket; k and v are its current entry.
+type liveCursor struct {
+	c    *bolt.Cursor
+	k, v []byte
+}
+
+// scanLive is Live for a file without the live bucket (an older layout,
+// opened read-only): it reads every record of the outbox.
+func scanLive(tx *bolt.Tx, sink string, limit int) ([]store.Delivery, error) {
+	var recs []*record
+	ob := outbox(tx)
+	if ob == nil {
+		return nil, nil
+	}
+	err := ob.ForEach(func(_, v []byte) error {
+		r, err := decodeRecord(v)
+		if err == nil && !r.dead() && (sink == "" || r.d.Sink == sink) {
+			recs = append(recs, r)
+		}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	slices.SortFunc(recs, func(a, b *record) int {
+		return cmp.Or(a.d.Due.Compare(b.d.Due), cmp.Compare(a.seq, b.seq))
+	})
+	out := make([]store.Delivery, 0, min(limit, len(recs)))
+	for _, r := range recs[:min(limit, len(recs))] {
+		out = append(out, r.d)
+	}
+	return out, nil
+}
+
+// Ping reports whether the state file is open: it fails once the Store is
+// closed.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.view(ctx, func(*bolt.Tx) error { return nil }); err != nil {
+		return fmt.Errorf("ping state file %s: %w", s.path, err)
+	}
+	return nil
 }
 
 func outbox(tx *bolt.Tx) *bolt.Bucket { return tx.Bucket([]byte(bucketOutbox)) }

@@ -26,6 +26,9 @@
 //	P{src}:fifo:<sink>        zset    {src}     every live delivery of src for sink,
 //	                                            score 0, member: len(key) ':' key,
 //	                                            then its due member
+//	P{src}:live:<sink>        zset    {src}     every live delivery of src for sink,
+//	                                            claimed and waiting ones too; score:
+//	                                            its Due (ms)
 //	P{src}:dead:<sink>        zset    {src}     dead letters; score: when buried (ms)
 //	Psink:{sink}:ready        zset    {sink}    ready index: member src, score: the
 //	                                            lowest score in P{src}:due:<sink>
@@ -34,8 +37,8 @@
 //	Prepair                   string  own       whose turn it is to repair (PX)
 //	Please:<name>             string  own       TryLease: owner, expiring (PX)
 //
-// Members of the due and dead ZSETs are the delivery's sequence (20 decimal
-// digits) followed by its ID, so equal scores sort in commit order. The
+// Members of the due, live and dead ZSETs are the delivery's sequence (20
+// decimal digits) followed by its ID, so equal scores sort in commit order. The
 // FIFO ZSET sorts by member (all scores are 0): the deliveries of one item
 // key are adjacent, in commit order, and ZRANGEBYLEX finds an item's first
 // one (its head) in O(log n). A
@@ -99,6 +102,16 @@
 // order and with fresh sequence numbers. Deliveries committed by a
 // pollbridge without FIFOs are all in the due ZSET; they stay claimable and
 // are simply not ordered against later ones.
+//
+// The live ZSET lists a pair's live deliveries by due time for Live:
+// Commit and Replay add to it, Retry and a promotion move a member, Ack
+// and Bury remove it, in the same scripts. Live reads a page of it per
+// pair and merges them, so it reads the deliveries it returns, plus a
+// page per (source, sink) pair. A live ZSET that does not hold as many
+// members as the due ZSET and the waiting count (w:<sink>) together, as
+// after a pollbridge without live ZSETs wrote the pair, or one ran beside
+// newer replicas during a rolling upgrade, is rebuilt by Live's script
+// first, at a cost of one read per live delivery of the pair.
 //
 // Dead letters stay in Redis until replayed. Stats, Dead and Replay read
 // every known source; they are for operators, not the hot path. Ack, Retry

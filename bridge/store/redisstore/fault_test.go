@@ -36,6 +36,8 @@ func storeCalls(s *Store, d store.Delivery) map[string]func(ctx context.Context)
 		"Dead":     func(ctx context.Context) error { _, err := s.Dead(ctx, ""); return err },
 		"Replay":   func(ctx context.Context) error { _, err := s.Replay(ctx, "", nil); return err },
 		"Stats":    func(ctx context.Context) error { _, err := s.Stats(ctx, time.Now()); return err },
+		"Live":     func(ctx context.Context) error { _, err := s.Live(ctx, "", 10); return err },
+		"Ping":     func(ctx context.Context) error { return s.Ping(ctx) },
 		"TryLease": func(ctx context.Context) error { _, err := s.TryLease(ctx, "l", "me", time.Second); return err },
 	}
 }

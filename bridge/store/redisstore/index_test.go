@@ -224,7 +224,7 @@ func TestKeysOfOneNameShareASlot(t *testing.T) {
 		}
 		escaped[esc(name)] = name
 		keys := []string{s.headKey(name), s.itemsKey(name), s.metaKey(name), s.outKey(name),
-			s.dueKey(name, "a{b}"), s.deadKey(name, "}")}
+			s.dueKey(name, "a{b}"), s.deadKey(name, "}"), s.fifoKey(name, "a{b}"), s.liveKey(name, "%")}
 		sinkKeys := []string{s.readyKey(name), s.readyVerKey(name)}
 		for _, group := range [][]string{keys, sinkKeys} {
 			var slots []int64
@@ -296,6 +296,10 @@ func TestScriptCacheFlushed(t *testing.T) {
 			flush()
 			if st, err := s.Stats(ctx, time.Now()); err != nil || st["hook"] != (store.SinkStats{Pending: 1, Dead: 1}) {
 				t.Errorf("Stats = %v, %v", st, err)
+			}
+			flush()
+			if live, err := s.Live(ctx, "", 0); err != nil || len(live) != 1 || live[0].ID != ds[1].ID {
+				t.Errorf("Live = %q, %v; want %s", ids(live), err, ds[1].ID)
 			}
 			flush()
 			if dead, err := s.Dead(ctx, ""); err != nil || len(dead) != 1 {

@@ -166,7 +166,8 @@ func (s *Store) settle(ctx context.Context, op string, d store.Delivery, at stri
 			}
 			sink = r.d.Sink
 		}
-		keys := []string{s.headKey(src), s.outKey(src), s.dueKey(src, sink), s.deadKey(src, sink), s.fifoKey(src, sink)}
+		keys := []string{s.headKey(src), s.outKey(src), s.dueKey(src, sink), s.deadKey(src, sink), s.fifoKey(src, sink),
+			s.liveKey(src, sink)}
 		// A delivery this makes due is due now, in whole milliseconds
 		// rounded down: a Claim right after sees it.
 		now := time.Now().Truncate(time.Millisecond)
@@ -388,7 +389,7 @@ func (s *Store) replay(ctx context.Context, sink string, ids []string) (int, err
 	defer func() { _ = s.syncIndex(context.WithoutCancel(ctx), entries) }()
 	for _, p := range order {
 		keys := []string{s.headKey(p.source), s.outKey(p.source), s.dueKey(p.source, p.sink), s.deadKey(p.source, p.sink),
-			s.fifoKey(p.source, p.sink)}
+			s.fifoKey(p.source, p.sink), s.liveKey(p.source, p.sink)}
 		args := append([]any{p.sink, nanoString(now), score(ceilMs(now))}, groups[p]...)
 		res, err := s.sc.replay.Run(ctx, s.rdb, keys, args...).Slice()
 		if err != nil {

@@ -167,6 +167,15 @@ func setDefaults(q url.Values, dial, read, write *time.Duration, retries, dialRe
 	}
 }
 
+// Ping sends Redis a PING (in a cluster, to one node) and reports whether
+// it answered.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.rdb.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("ping redis: %w", err)
+	}
+	return nil
+}
+
 // Close closes the connections to Redis.
 func (s *Store) Close() error {
 	if err := s.rdb.Close(); err != nil {
@@ -221,6 +230,9 @@ func (s *Store) deadKey(source, sink string) string {
 }
 func (s *Store) fifoKey(source, sink string) string {
 	return s.srcKey(source, "fifo:"+esc(sink))
+}
+func (s *Store) liveKey(source, sink string) string {
+	return s.srcKey(source, "live:"+esc(sink))
 }
 
 // sinkKey names a key of sink in the sink's slot.

@@ -92,17 +92,20 @@ local function waiting(head, sink, n)
   end
 end
 
--- enqueue adds a live delivery at the end of its item's FIFO and, when the
--- item has no outstanding delivery, makes it the head: due at score.
-local function enqueue(head, due, fifo, sink, key, seq, id, sc)
+-- enqueue adds a live delivery at the end of its item's FIFO and to the live
+-- ZSET (at score, its due time) and, when the item has no outstanding
+-- delivery, makes it the head: due at score.
+local function enqueue(head, due, fifo, live, sink, key, seq, id, sc)
   local busy = first(fifo, key)
   redis.call('ZADD', fifo, 0, fmember(key, seq, id))
+  redis.call('ZADD', live, sc, member(seq, id))
   if busy then waiting(head, sink, 1) else redis.call('ZADD', due, sc, member(seq, id)) end
 end
 
 -- promote makes the oldest waiting delivery of an item key its head, due at
--- the later of now and its own due time. It returns '1' if it promoted one.
-local function promote(head, out, due, fifo, sink, key, nowNano, nowMs)
+-- the later of now and its own due time (the live ZSET follows). It returns
+-- '1' if it promoted one.
+local function promote(head, out, due, fifo, live, sink, key, nowNano, nowMs)
   for _ = 1, 100 do
     local fm = first(fifo, key)
     if not fm then return '0' end
@@ -121,10 +124,12 @@ local function promote(head, out, due, fifo, sink, key, nowNano, nowMs)
         sc = string.format('%.0f', sc)
       end
       redis.call('ZADD', due, sc, m)
+      redis.call('ZADD', live, sc, m)
       waiting(head, sink, -1)
       return '1'
     end
     redis.call('ZREM', fifo, fm) -- its record is gone
+    redis.call('ZREM', live, m)
     waiting(head, sink, -1)
   end
   return '0'
@@ -143,7 +148,7 @@ end
 `
 
 // commitLua applies a commit. KEYS: head, items, meta, out, then per sink
-// its due and its FIFO ZSET. ARGV: expected generation, replace meta (1/0),
+// its due, FIFO and live ZSETs. ARGV: expected generation, replace meta (1/0),
 // number of deletes, upserts, meta entries and deliveries, the sink names
 // (one per due/FIFO pair), then the deletes, upsert pairs, meta pairs, and
 // per delivery: sink index (1-based), id, score, item key, record tail
@@ -152,7 +157,7 @@ end
 const commitLua = luaPrelude + `
 local gen = redis.call('HGET', KEYS[1], 'gen') or '0'
 if gen ~= ARGV[1] then return {'conflict', gen} end
-local nsinks = (#KEYS - 4) / 2
+local nsinks = (#KEYS - 4) / 3
 local ndel, nup, nmeta, ndeliv = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local i = 7 + nsinks
 local function chunked(cmd, key, n, width)
@@ -178,7 +183,7 @@ for _ = 1, ndeliv do
     local rec = '1|' .. #seq .. ':' .. seq .. tail
     local sink = ARGV[6 + k]
     redis.call('HSET', KEYS[4], id, rec)
-    enqueue(KEYS[1], KEYS[3 + 2 * k], KEYS[4 + 2 * k], sink, key, seq, id, sc)
+    enqueue(KEYS[1], KEYS[2 + 3 * k], KEYS[3 + 3 * k], KEYS[4 + 3 * k], sink, key, seq, id, sc)
     local c = string.find(tail, ':', 1, true)
     local attempts = string.sub(tail, c + 1, c + tonumber(string.sub(tail, 1, c - 1)))
     if retrying(attempts) then counter(KEYS[1], sink, 1) end
@@ -191,7 +196,7 @@ for k = 1, nsinks do
     local sink = ARGV[6 + k]
     res[#res + 1] = sink
     res[#res + 1] = bump(KEYS[1], sink)
-    res[#res + 1] = earliest(KEYS[3 + 2 * k])
+    res[#res + 1] = earliest(KEYS[2 + 3 * k])
   end
 end
 return res
@@ -219,7 +224,7 @@ return {v, earliest(KEYS[3]), out}
 `
 
 // settleLua finishes a delivery: ack, retry or bury. KEYS: head, out, due,
-// dead, FIFO. ARGV: op (ack/retry/bury), id, sink, attempts, time (due or
+// dead, FIFO, live. ARGV: op (ack/retry/bury), id, sink, attempts, time (due or
 // dead, UnixNano), score (ms), last error, now (UnixNano), now (ms). A
 // delivery is the head of its item when it is in the due ZSET; Ack and
 // Bury of a head promote the next delivery of the item, Retry of one that
@@ -241,10 +246,12 @@ if op == 'retry' then
   f[2], f[3], f[5] = ARGV[4], ARGV[5], ARGV[7]
   redis.call('HSET', KEYS[2], id, build(f))
   if not waits then redis.call('ZADD', KEYS[3], ARGV[6], m) end
+  redis.call('ZADD', KEYS[6], ARGV[6], m)
   counter(KEYS[1], sink, (retrying(f[2]) and 1 or 0) - was)
 else
   redis.call('ZREM', KEYS[3], m)
   redis.call('ZREM', KEYS[5], fm)
+  redis.call('ZREM', KEYS[6], m)
   if waits then waiting(KEYS[1], sink, -1) end
   counter(KEYS[1], sink, -was)
   if op == 'ack' then
@@ -254,14 +261,14 @@ else
     redis.call('HSET', KEYS[2], id, build(f))
     redis.call('ZADD', KEYS[4], ARGV[6], m)
   end
-  if head then promoted = promote(KEYS[1], KEYS[2], KEYS[3], KEYS[5], sink, f[10], ARGV[8], ARGV[9]) end
+  if head then promoted = promote(KEYS[1], KEYS[2], KEYS[3], KEYS[5], KEYS[6], sink, f[10], ARGV[8], ARGV[9]) end
 end
 local v = bump(KEYS[1], sink)
 return {'ok', v, earliest(KEYS[3]), promoted}
 `
 
 // replayLua moves dead letters of one (source, sink) back into the outbox.
-// KEYS: head, out, due, dead, FIFO. ARGV: sink, now (UnixNano), now (ms),
+// KEYS: head, out, due, dead, FIFO, live. ARGV: sink, now (UnixNano), now (ms),
 // then the ids; no ids means every dead letter. With ids it moves all or
 // nothing and returns {'missing', id} for one that is not a dead letter of
 // sink here. The moved ones get fresh sequence numbers in their old commit
@@ -292,7 +299,7 @@ for _, f in ipairs(recs) do
   local seq = string.format('%d', redis.call('HINCRBY', KEYS[1], 'seq', 1))
   f[1], f[2], f[3], f[4] = seq, '0', ARGV[2], ''
   redis.call('HSET', KEYS[2], f[7], build(f))
-  enqueue(KEYS[1], KEYS[3], KEYS[5], sink, f[10], seq, f[7], ARGV[3])
+  enqueue(KEYS[1], KEYS[3], KEYS[5], KEYS[6], sink, f[10], seq, f[7], ARGV[3])
 end
 if all then
   -- drop index entries whose record is gone
@@ -327,6 +334,47 @@ for j = 1, #ARGV do
   res[#res + 1] = redis.call('ZCARD', KEYS[2 * j + 1])
 end
 return res
+`
+
+// liveLua reads one page of the live ZSET of one (source, sink). KEYS:
+// head, due, FIFO, out, live. ARGV: sink, the member the previous page
+// ended with (empty: from the start), its score, the page size. The live
+// ZSET holds as many members as the due ZSET and the waiting count
+// together when it is in step; when it is not (data written by a
+// pollbridge without live ZSETs, or by one during a rolling upgrade), it
+// is first rebuilt from the due and FIFO ZSETs and the records. A page
+// starts after the previous member; if that one moved meanwhile, after
+// every member with its score. It returns {member, score, ...}.
+const liveLua = luaPrelude + `
+local sink = ARGV[1]
+local want = redis.call('ZCARD', KEYS[2]) + tonumber(redis.call('HGET', KEYS[1], 'w:' .. sink) or '0')
+if redis.call('ZCARD', KEYS[5]) ~= want then
+  redis.call('DEL', KEYS[5])
+  local function add(m)
+    local r = redis.call('HGET', KEYS[4], string.sub(m, 21))
+    if r then
+      local f = parse(r)
+      if f[4] == '' and f[6] == sink then redis.call('ZADD', KEYS[5], string.format('%.0f', ceilms(f[3])), m) end
+    end
+  end
+  for _, m in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do add(m) end
+  for _, fm in ipairs(redis.call('ZRANGE', KEYS[3], 0, -1)) do
+    local c = string.find(fm, ':', 1, true)
+    local m = string.sub(fm, c + 1 + tonumber(string.sub(fm, 1, c - 1)))
+    if not redis.call('ZSCORE', KEYS[2], m) then add(m) end
+  end
+end
+local start = 0
+if ARGV[2] ~= '' then
+  local r = redis.call('ZRANK', KEYS[5], ARGV[2])
+  local sc = redis.call('ZSCORE', KEYS[5], ARGV[2])
+  if r and tonumber(sc) == tonumber(ARGV[3]) then
+    start = r + 1
+  else
+    start = redis.call('ZCOUNT', KEYS[5], '-inf', ARGV[3])
+  end
+end
+return redis.call('ZRANGE', KEYS[5], start, start + tonumber(ARGV[4]) - 1, 'WITHSCORES')
 `
 
 // deadLua lists dead letters. KEYS: out, then dead ZSETs. It returns the
@@ -372,7 +420,7 @@ return 0
 
 // scripts holds the Store's compiled scripts.
 type scripts struct {
-	commit, claim, settle, replay, peek, stats, dead, sync, lease, unlease *redis.Script
+	commit, claim, settle, replay, peek, stats, live, dead, sync, lease, unlease *redis.Script
 }
 
 func newScripts() *scripts {
@@ -383,6 +431,7 @@ func newScripts() *scripts {
 		replay:  redis.NewScript(replayLua),
 		peek:    redis.NewScript(peekLua),
 		stats:   redis.NewScript(statsLua),
+		live:    redis.NewScript(liveLua),
 		dead:    redis.NewScript(deadLua),
 		sync:    redis.NewScript(syncLua),
 		lease:   redis.NewScript(leaseLua),
@@ -393,7 +442,7 @@ func newScripts() *scripts {
 // load loads every script on every node (after a restart or failover the
 // script cache is empty).
 func (sc *scripts) load(ctx context.Context, c redis.Scripter) error {
-	for _, s := range []*redis.Script{sc.commit, sc.claim, sc.settle, sc.replay, sc.peek, sc.stats, sc.dead, sc.sync, sc.lease, sc.unlease} {
+	for _, s := range []*redis.Script{sc.commit, sc.claim, sc.settle, sc.replay, sc.peek, sc.stats, sc.live, sc.dead, sc.sync, sc.lease, sc.unlease} {
 		if err := s.Load(ctx, c).Err(); err != nil {
 			return fmt.Errorf("load scripts: %w", err)
 		}

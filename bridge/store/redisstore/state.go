@@ -134,7 +134,7 @@ func (s *Store) commitArgs(c store.Commit, now time.Time) ([]string, []any) {
 		if _, ok := sinkIdx[d.Sink]; !ok {
 			sinks = append(sinks, d.Sink)
 			sinkIdx[d.Sink] = len(sinks)
-			keys = append(keys, s.dueKey(c.Source, d.Sink), s.fifoKey(c.Source, d.Sink))
+			keys = append(keys, s.dueKey(c.Source, d.Sink), s.fifoKey(c.Source, d.Sink), s.liveKey(c.Source, d.Sink))
 		}
 	}
 	replace := "0"

@@ -7,8 +7,9 @@
 // claimer at a time, in commit order, and keeps it until it is acked, retried
 // or buried; per-item order (one outstanding delivery of an item claimable at
 // a time, oldest first; dead letters release it; other items and sinks never
-// wait); dead letters that can be listed and replayed; exact payload bytes;
-// leases that exclude other owners, extend for their holder and expire.
+// wait); dead letters that can be listed and replayed; live deliveries that
+// can be listed by due time; exact payload bytes; leases that exclude other
+// owners, extend for their holder and expire; a Ping that answers.
 // RunReopen adds what needs a store reopened on the same data. What only a
 // backend can test (file locks, kill -9, a Redis restart) belongs in that
 // backend's own tests.
@@ -74,6 +75,10 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"OrderPromotionKeepsOwnDue", testOrderPromotionKeepsOwnDue},
 		{"OrderStatsCountWaiting", testOrderStatsCountsWaiting},
 		{"OrderConcurrentWorkers", testOrderConcurrentWorkers},
+		{"LiveListsEveryStateButDoneAndDead", testLiveStates},
+		{"LiveOrdersByDue", testLiveOrderByDue},
+		{"LiveLimitAcrossSourcesAndSinks", testLiveManyPages},
+		{"PingAnswers", testPing},
 		{"LeaseIsExclusiveBetweenOwners", testLeaseExclusive},
 		{"LeaseSameOwnerExtends", testLeaseExtends},
 		{"LeaseExpiresAfterTTL", testLeaseExpires},
