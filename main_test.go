@@ -637,7 +637,7 @@ func TestQuickstartDeliversVerifiedWebhooks(t *testing.T) {
 		return strings.Count(receiverOut.String(), "verified msg_") >= 3
 	})
 	t.Logf("3 verified webhooks %v after start", time.Since(start).Round(time.Millisecond))
-	if strings.Contains(receiverOut.String(), "401") || strings.Contains(strings.ToLower(receiverOut.String()), "bad signature") {
+	if strings.Contains(receiverOut.String(), "\nrejected ") {
 		t.Errorf("receiver rejected a webhook:\n%s", receiverOut.String())
 	}
 	d.term(t)
