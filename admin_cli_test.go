@@ -56,6 +56,7 @@ func TestCLIAgainstARunningDaemon(t *testing.T) {
 	if r := runCmd(t, []string{"POLLBRIDGE_ADMIN_TOKEN=" + token}, "dlq", "replay", "-admin", url); r.code != 2 {
 		t.Errorf("dlq replay -admin without -all or ids: %+v", r)
 	}
+	recv.set(false, 0) // from here on the receiver accepts: only "x" is dead
 	api.put("y")
 	r = runCmd(t, []string{"POLLBRIDGE_ADMIN_TOKEN=" + token}, "poll", "-admin", url, "orders")
 	if r.code != 0 || !strings.Contains(r.stdout, "source orders: 1 page(s), 2 item(s)") || !strings.Contains(r.stdout, "stored state:") {
@@ -65,7 +66,6 @@ func TestCLIAgainstARunningDaemon(t *testing.T) {
 		t.Fatalf("poll -c with a running daemon: %+v", r)
 	}
 
-	recv.set(false, 0)
 	if r := runCmd(t, env, "dlq", "replay", "-c", cfg, "-all"); r.code != 0 || !strings.Contains(r.stdout, "replayed 1") {
 		t.Fatalf("dlq replay -c: %+v", r)
 	}
