@@ -117,7 +117,7 @@ func TestStatusPageInBrowser(t *testing.T) {
 		return row !== null && /failing|backing/.test(row.querySelector(".health").className) &&
 			row.textContent.includes("upstream exploded");
 	})()`)
-	okText, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`tr[data-source="orders"] .health`)))
+	okText, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector('tr[data-source="orders"] .health').textContent`))
 	if err != nil || okText != "ok" {
 		t.Errorf("orders health: %q %v", okText, err)
 	}
@@ -127,7 +127,7 @@ func TestStatusPageInBrowser(t *testing.T) {
 
 	// The sink's deliveries, expanded: the dead letter with its attempts
 	// and error, nothing retrying.
-	step("expand the sink's deliveries", chromedp.Click(chromedp.CSS(`tr[data-sink="app"] button.details`)))
+	step("expand the sink's deliveries", clickJS(`tr[data-sink="app"] button.details`))
 	waitJS("the sink's dead letter listed", `(() => {
 		const detail = document.querySelector('tr[data-sink-detail="app"]');
 		if (detail === null) return false;
@@ -139,24 +139,24 @@ func TestStatusPageInBrowser(t *testing.T) {
 
 	// Replay the sink's dead letters with the button: delivered this time.
 	r.setStatus(http.StatusOK)
-	step("press replay", chromedp.Click(chromedp.CSS(`tr[data-sink="app"] button.replay`)))
+	step("press replay", clickJS(`tr[data-sink="app"] button.replay`))
 	eventually(t, "the receiver to get the replayed event", func() bool { return r.received() == 1 })
 	waitJS("the dead letter gone from the page", `document.querySelector('tr[data-sink="app"] .dead').textContent === "0" &&
 		document.querySelectorAll("#dead tbody tr").length === 0 &&
 		document.getElementById("message").textContent.includes("Replayed 1")`)
 
 	// Pause and resume from the page.
-	step("press pause", chromedp.Click(chromedp.CSS(`tr[data-sink="app"] button.pause`)))
+	step("press pause", clickJS(`tr[data-sink="app"] button.pause`))
 	waitJS("the sink paused", `document.querySelector('tr[data-sink="app"] .state').textContent === "paused"`)
 	if st, _ := d.engine.SinkStatus("app"); st.State != "paused" {
 		t.Errorf("after pressing pause the sink is %q", st.State)
 	}
-	step("press resume", chromedp.Click(chromedp.CSS(`tr[data-sink="app"] button.resume`)))
+	step("press resume", clickJS(`tr[data-sink="app"] button.resume`))
 	waitJS("the sink active", `document.querySelector('tr[data-sink="app"] .state').textContent === "active"`)
 
 	// Poll now from the page: the new item is delivered.
 	orders.add("2")
-	step("press poll now", chromedp.Click(chromedp.CSS(`tr[data-source="orders"] button.poll`)))
+	step("press poll now", clickJS(`tr[data-source="orders"] button.poll`))
 	eventually(t, "the new item delivered", func() bool { return r.received() == 2 })
 	waitJS("the item count updated", `document.querySelector('tr[data-source="orders"] .items').textContent === "2"`)
 
@@ -165,9 +165,9 @@ func TestStatusPageInBrowser(t *testing.T) {
 	// delivered.
 	r.setStatus(http.StatusServiceUnavailable)
 	orders.add("3")
-	step("press poll now again", chromedp.Click(chromedp.CSS(`tr[data-source="orders"] button.poll`)))
+	step("press poll now again", clickJS(`tr[data-source="orders"] button.poll`))
 	eventually(t, "a retrying delivery", func() bool { return d.sink(t, "app", token).Outbox.Retrying == 1 })
-	step("refresh", chromedp.Click(chromedp.ID("refresh")))
+	step("refresh", clickJS(`#refresh`))
 	waitJS("the retrying delivery listed", `(() => {
 		const rows = document.querySelectorAll('tr[data-sink-detail="app"] .deliveries.retrying tbody tr');
 		return rows.length === 1 && rows[0].textContent.includes("orders/3") && rows[0].textContent.includes("503") &&
@@ -178,9 +178,9 @@ func TestStatusPageInBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, "the retried item delivered", func() bool { return r.received() == 3 })
-	step("refresh", chromedp.Click(chromedp.ID("refresh")))
+	step("refresh", clickJS(`#refresh`))
 	waitJS("nothing retrying", `document.querySelector('tr[data-sink-detail="app"] .deliveries.retrying').textContent.includes("none")`)
-	step("hide the sink's deliveries", chromedp.Click(chromedp.CSS(`tr[data-sink="app"] button.details`)))
+	step("hide the sink's deliveries", clickJS(`tr[data-sink="app"] button.details`))
 	waitJS("the deliveries hidden", `document.querySelector('tr[data-sink-detail="app"]') === null`)
 
 	body, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("body")))
@@ -189,5 +189,22 @@ func TestStatusPageInBrowser(t *testing.T) {
 	}
 	if strings.Contains(body, token) {
 		t.Error("the page shows the token")
+	}
+}
+
+// clickJS clicks the element that selector names inside the page, in one
+// step: the page re-renders its tables every few seconds, so a node found
+// first and clicked after may be gone (chromedp.Click would then fail with
+// "Could not find node").
+func clickJS(selector string) chromedp.Action[chromedp.Void] {
+	eval := chromedp.Evaluate[bool](fmt.Sprintf(`(() => {
+		const el = document.querySelector(%q);
+		if (el === null) throw new Error("no element matches " + %q);
+		el.click();
+		return true;
+	})()`, selector, selector))
+	return func(ctx context.Context, t *chromedp.Target) (chromedp.Void, error) {
+		_, err := eval(ctx, t)
+		return chromedp.Void{}, err
 	}
 }
