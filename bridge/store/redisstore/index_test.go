@@ -13,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/pollbridge/pollbridge/bridge/store"
+	"github.com/pollbridge/pollbridge/bridge/store/redisstore/redistest"
 )
 
 func testDelivery(id, sink, source string) store.Delivery {
@@ -269,7 +270,13 @@ func TestScriptCacheFlushed(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		url  func(t testing.TB) string
-	}{{"single", localURL}, {"cluster", clusterURL}} {
+	}{
+		// A private server and the package's own cluster: SCRIPT FLUSH on
+		// the shared Redis would disturb the tests of other packages that
+		// run at the same time.
+		{"single", func(t testing.TB) string { return redistest.StartServer(t).URL() }},
+		{"cluster", clusterURL},
+	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := openStore(t, tc.url(t), Options{})
 			ctx := t.Context()
