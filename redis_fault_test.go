@@ -254,3 +254,33 @@ func checkOutageHooks(t *testing.T, api *fleetAPI, deleted map[string]bool, got 
 		idOf[c], change[h.ID] = h.ID, c
 	}
 }
+
+// A daemon started before its Redis waits for it, logging, and starts
+// working once Redis answers (a sidecar comes up with its pod).
+func TestDaemonWaitsForRedisAtStart(t *testing.T) {
+	srv := redistest.StartServer(t)
+	srv.Kill() // the address is known, nothing answers there yet
+	dir := t.TempDir()
+	api, recv := newDemoAPI(t), newHookReceiver(t)
+	api.put("a")
+	cfg := writeFile(t, dir, "bridge.yaml", fmt.Sprintf(`
+state: {redis: {url: "%s", prefix: "%s"}}
+shutdown_timeout: 2s
+sinks: [{name: app, url: "%s", secret: "%s"}]
+sources: [{name: orders, schedule: "@every 1s", url: "%s", items: data, key: id}]
+`, srv.URL(), randomPrefix(t), recv.URL, secret, api.URL))
+	d := startDaemon(t, cfg)
+	waitFor(t, "the wait for Redis to be logged", 10*time.Second, func() bool {
+		return strings.Contains(d.stderr.String(), "waiting for Redis")
+	})
+	if strings.Contains(d.stderr.String(), "pollbridge running") {
+		t.Fatal("the daemon ran without its store")
+	}
+	srv.Restart()
+	waitFor(t, "the daemon to start once Redis answers", 20*time.Second, func() bool {
+		return strings.Contains(d.stderr.String(), "baseline recorded")
+	})
+	api.put("b")
+	waitFor(t, "a delivery", 10*time.Second, func() bool { return len(recv.got()) == 1 })
+	d.term(t)
+}

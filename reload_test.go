@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -89,4 +90,35 @@ func TestReloadOnFileChange(t *testing.T) {
 	api2.put("y")
 	waitFor(t, "the new source's event", 10*time.Second, func() bool { return len(recv.got()) == 1 })
 	d.term(t)
+}
+
+// A reload that changes the state backend is refused: the store is opened
+// once, at start.
+func TestReloadRefusesAnotherStateBackend(t *testing.T) {
+	dir := t.TempDir()
+	api, recv := newDemoAPI(t), newHookReceiver(t)
+	cfg := reloadConfig(t, dir, sinkYAML("app", recv.URL), sourceYAML("orders", api.URL, "app"))
+	d := startDaemon(t, cfg)
+	waitFor(t, "the baseline", 10*time.Second, func() bool { return strings.Contains(d.stderr.String(), "baseline recorded") })
+	text := strings.Replace(readFile(t, cfg), "state.db", "other.db", 1)
+	writeFile(t, dir, "bridge.yaml", text)
+	d.cmd.Process.Signal(syscall.SIGHUP)
+	waitFor(t, "the refusal", 10*time.Second, func() bool {
+		return strings.Contains(d.stderr.String(), "changing the state backend needs a restart")
+	})
+	if strings.Contains(d.stderr.String(), "configuration reloaded") {
+		t.Error("the reload was applied")
+	}
+	api.put("a")
+	waitFor(t, "delivery under the old configuration", 10*time.Second, func() bool { return len(recv.got()) == 1 })
+	d.term(t)
+}
+
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
