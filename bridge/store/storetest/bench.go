@@ -1,0 +1,91 @@
+package storetest
+
+import (
+	"encoding/json"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/pollbridge/pollbridge/bridge/store"
+)
+
+// Bench runs the same benchmarks against a backend: one poll's commit
+// (Commit1000Items), loading a large source (Load10000Items), and the
+// dispatch path of one delivery (ClaimAck). open returns a fresh, empty
+// store that it closes when b ends.
+func Bench(b *testing.B, open func(b *testing.B) store.Store) {
+	b.Run("Commit1000Items", func(b *testing.B) { benchCommit(b, open(b)) })
+	b.Run("Load10000Items", func(b *testing.B) { benchLoad(b, open(b)) })
+	b.Run("ClaimAck", func(b *testing.B) { benchClaimAck(b, open(b)) })
+}
+
+func benchItem(i, round int) store.Item {
+	return store.Item{
+		Fingerprint: fmt.Sprintf("%016x", i*31+round),
+		Data:        json.RawMessage(fmt.Sprintf(`{"id":%d,"name":"item %d","status":"open","round":%d,"tags":["a","b","c"]}`, i, i, round)),
+	}
+}
+
+// benchCommit: 1000 upserts and 10 deliveries in one commit.
+func benchCommit(b *testing.B, s store.Store) {
+	ctx := b.Context()
+	gen := uint64(0)
+	b.ReportAllocs()
+	for b.Loop() {
+		c := store.Commit{Source: "bench", Generation: gen, Upsert: make(map[string]store.Item, 1000)}
+		for i := range 1000 {
+			c.Upsert[fmt.Sprintf("item-%05d", i)] = benchItem(i, int(gen))
+		}
+		for i := range 10 {
+			id := fmt.Sprintf("g%d-d%d", gen, i)
+			c.Deliveries = append(c.Deliveries, store.Delivery{ID: id, EventID: id, Sink: "hook", Source: "bench",
+				Key: fmt.Sprintf("item-%05d", i), Payload: json.RawMessage(`{"type":"item.updated","data":{"id":1}}`)})
+		}
+		if err := s.Commit(ctx, c); err != nil {
+			b.Fatal(err)
+		}
+		gen++
+	}
+}
+
+// benchLoad: loading a source of 10000 items.
+func benchLoad(b *testing.B, s store.Store) {
+	ctx := b.Context()
+	c := store.Commit{Source: "bench", Upsert: make(map[string]store.Item, 10000)}
+	for i := range 10000 {
+		c.Upsert[fmt.Sprintf("item-%05d", i)] = benchItem(i, 0)
+	}
+	if err := s.Commit(ctx, c); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		st, err := s.Load(ctx, "bench")
+		if err != nil || len(st.Items) != 10000 {
+			b.Fatalf("Load: %d items, %v", len(st.Items), err)
+		}
+	}
+}
+
+// benchClaimAck: claim and ack of one delivery (its commit is not timed).
+func benchClaimAck(b *testing.B, s store.Store) {
+	ctx := b.Context()
+	gen := uint64(0)
+	b.ReportAllocs()
+	for b.Loop() {
+		b.StopTimer()
+		d := store.Delivery{ID: fmt.Sprint(gen), Sink: "hook", Source: "bench", Payload: json.RawMessage(`{}`)}
+		if err := s.Commit(ctx, store.Commit{Source: "bench", Generation: gen, Deliveries: []store.Delivery{d}}); err != nil {
+			b.Fatal(err)
+		}
+		gen++
+		b.StartTimer()
+		ds, err := s.Claim(ctx, "hook", time.Now(), 1, time.Minute)
+		if err != nil || len(ds) != 1 {
+			b.Fatalf("Claim: %v, %v", ds, err)
+		}
+		if err := s.Ack(ctx, ds[0]); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
