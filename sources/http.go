@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"maps"
 	"net/http"
@@ -62,9 +63,10 @@ var errFetchTimeout = fmt.Errorf("%w", context.DeadlineExceeded)
 // (NewRegistry(nil, nil).New). A daemon builds its sources with one
 // Registry instead, so that they share the limits of the hosts list.
 //
-// client is used for every request; nil means a client with
-// http.DefaultTransport. The client is not modified: New works on a shallow
-// copy whose redirect policy drops cfg.Headers and credentials when a
+// client is used for every request; nil means the client that every source
+// of the Registry shares, whose transport is http.DefaultTransport's with
+// up to 128 idle connections per host. The client is not modified: New
+// works on a shallow copy whose redirect policy drops cfg.Headers and credentials when a
 // redirect leaves the origin of cfg.URL, and whose transport carries the
 // TLS settings (which need an *http.Transport).
 func New(cfg config.Source, client *http.Client) (bridge.Source, error) {
@@ -98,6 +100,10 @@ type HTTP struct {
 	sleep       func(context.Context, time.Duration) error
 	now         func() time.Time
 }
+
+// maxPooledBody is the largest body buffer kept for reuse; a rare giant
+// answer is not held on to.
+const maxPooledBody = 4 << 20
 
 // NewHTTP returns an HTTP source for cfg (see New).
 func NewHTTP(cfg config.Source, client *http.Client) (*HTTP, error) {
@@ -169,7 +175,7 @@ func (r *Registry) NewHTTP(cfg config.Source, client *http.Client) (*HTTP, error
 	}
 
 	if client == nil {
-		client = &http.Client{}
+		client = r.client
 	}
 	if client, err = clientWithTLS(client, cfg.TLS, cfg.Name, r.log); err != nil {
 		return nil, err
@@ -311,7 +317,18 @@ func (s *HTTP) fetch(ctx context.Context, meta map[string]string) (*bridge.Snaps
 		binary.BigEndian.PutUint64(lenBuf[:], uint64(len(res.body)))
 		h.Write(lenBuf[:])
 		h.Write(res.body)
-		doc := string(res.body)
+		if s.pager == nil && s.unchanged(meta, h) {
+			// Byte for byte the answer that was accepted last time:
+			// nothing to check, nothing to extract.
+			s.release(res.buf)
+			return &bridge.Snapshot{NotModified: true, Pages: 1, Requests: reqs}, nil
+		}
+		if err := s.checkBody(res); err != nil {
+			s.release(res.buf)
+			return nil, fmt.Errorf("fetch page %d: %w", n, err)
+		}
+		doc := string(res.body) // a copy: the buffer goes back to the pool
+		s.release(res.buf)
 		count, last, err := pageItems(doc, s.itemsPath)
 		if err != nil {
 			return nil, fmt.Errorf("fetch page %d: %w", n, err)
@@ -335,10 +352,10 @@ func (s *HTTP) fetch(ctx context.Context, meta map[string]string) (*bridge.Snaps
 		req, sent = *next, nextSent
 	}
 
-	sum := hex.EncodeToString(h.Sum(nil))
-	if s.salt != nil && len(meta) > 0 && meta[MetaBodyHash] == sum {
+	if s.unchanged(meta, h) {
 		return &bridge.Snapshot{NotModified: true, Pages: len(pages), Requests: reqs}, nil
 	}
+	sum := hex.EncodeToString(h.Sum(nil))
 	var set itemSet
 	for i, doc := range pages {
 		if err := extract(doc, s.itemsPath, s.keyPaths, &set); err != nil {
@@ -357,13 +374,33 @@ func (s *HTTP) fetch(ctx context.Context, meta map[string]string) (*bridge.Snaps
 	return &bridge.Snapshot{Items: set.items, Meta: out, Pages: len(pages), Requests: reqs}, nil
 }
 
+// unchanged reports whether h, the hash of every page read, equals the
+// body hash in meta: the answer is the one the last snapshot was made of.
+// It never holds for an empty meta (an unconditional fetch).
+func (s *HTTP) unchanged(meta map[string]string, h hash.Hash) bool {
+	if s.salt == nil || len(meta) == 0 || meta[MetaBodyHash] == "" {
+		return false
+	}
+	var sum [sha256.Size]byte
+	want, err := hex.DecodeString(meta[MetaBodyHash])
+	return err == nil && bytes.Equal(h.Sum(sum[:0]), want)
+}
+
 // pageResult is one page's answer.
 type pageResult struct {
 	notModified  bool
 	etag         string
 	lastModified string
 	header       http.Header
-	body         []byte // acceptable JSON
+	body         []byte        // the body, in buf
+	buf          *bytes.Buffer // from the Registry's pool; nil for a 304
+}
+
+// release returns a body buffer to the pool.
+func (s *HTTP) release(buf *bytes.Buffer) {
+	if buf != nil && buf.Cap() <= maxPooledBody {
+		s.reg.bufs.Put(buf)
+	}
 }
 
 // fetchPage makes the request r and returns its checked body. It waits for
@@ -488,28 +525,36 @@ func (s *HTTP) readResponse(ctx context.Context, r pageReq, resp *http.Response,
 		}
 		return pageResult{}, nil, fmt.Errorf("status %s%s%s", statusText(resp), hint, s.snippet(excerpt))
 	}
-	body, err := s.readBody(resp, rd)
-	info.Bytes = int64(len(body))
+	buf, err := s.readBody(resp, rd)
 	if err != nil {
 		return pageResult{}, nil, s.requestError(ctx, r.url, err)
 	}
-	if err := checkJSON(body); err != nil {
-		size := fmt.Sprintf("%d bytes", len(body))
-		if len(body) == 0 {
-			size = "empty body"
-		}
-		if err.Error() == "body is not valid JSON" {
-			return pageResult{}, nil, fmt.Errorf("response is not valid JSON (content type %q, %s)%s",
-				resp.Header.Get("Content-Type"), size, s.snippet(body))
-		}
-		return pageResult{}, nil, fmt.Errorf("response refused: %w", err)
-	}
+	info.Bytes = int64(buf.Len())
 	return pageResult{
 		etag:         resp.Header.Get("ETag"),
 		lastModified: resp.Header.Get("Last-Modified"),
 		header:       resp.Header,
-		body:         body,
+		body:         buf.Bytes(),
+		buf:          buf,
 	}, nil, nil
+}
+
+// checkBody refuses a page whose body is not acceptable JSON (see
+// checkJSON), saying why.
+func (s *HTTP) checkBody(res pageResult) error {
+	err := checkJSON(res.body)
+	if err == nil {
+		return nil
+	}
+	size := fmt.Sprintf("%d bytes", len(res.body))
+	if len(res.body) == 0 {
+		size = "empty body"
+	}
+	if err.Error() == "body is not valid JSON" {
+		return fmt.Errorf("response is not valid JSON (content type %q, %s)%s",
+			res.header.Get("Content-Type"), size, s.snippet(res.body))
+	}
+	return fmt.Errorf("response refused: %w", err)
 }
 
 // drain reads a little of a body that is thrown away, so the connection
@@ -546,19 +591,26 @@ func decodedBody(resp *http.Response) (io.Reader, error) {
 	}
 }
 
-// readBody reads r, the decoded body of resp, up to the configured limit.
-func (s *HTTP) readBody(resp *http.Response, r io.Reader) ([]byte, error) {
-	var buf bytes.Buffer
+// readBody reads r, the decoded body of resp, up to the configured limit,
+// into a buffer from the Registry's pool (see release).
+func (s *HTTP) readBody(resp *http.Response, r io.Reader) (*bytes.Buffer, error) {
+	buf, _ := s.reg.bufs.Get().(*bytes.Buffer)
+	if buf == nil {
+		buf = new(bytes.Buffer)
+	}
+	buf.Reset()
 	if n := resp.ContentLength; n > 0 && n <= s.maxBody && r == io.Reader(resp.Body) {
 		buf.Grow(int(n) + bytes.MinRead)
 	}
 	if _, err := buf.ReadFrom(io.LimitReader(r, s.maxBody+1)); err != nil {
+		s.release(buf)
 		return nil, fmt.Errorf("read body: %w", err)
 	}
 	if int64(buf.Len()) > s.maxBody {
+		s.release(buf)
 		return nil, &bodyTooLargeError{limit: s.maxBody}
 	}
-	return buf.Bytes(), nil
+	return buf, nil
 }
 
 // requestError explains a transport or read error without the URL's query.
