@@ -47,7 +47,8 @@ type Webhook struct {
 }
 
 // NewWebhook returns a webhook sink for cfg. client is used for every
-// request (nil: a client with http.DefaultTransport); it is not modified,
+// request (nil: a client of its own with http.DefaultTransport's settings
+// and an idle connection for each delivery in flight); it is not modified,
 // the sink works on a shallow copy that does not follow redirects. It fails
 // for a URL that is not http(s), a secret that is not "whsec_" + base64 and
 // a bad payload format (see NewFormat).
@@ -89,7 +90,17 @@ func NewWebhook(cfg config.Sink, client *http.Client) (*Webhook, error) {
 	}
 
 	if client == nil {
-		client = &http.Client{}
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		// Keep a connection per delivery in flight: Go's default of 2
+		// idle connections per host would close the others after each
+		// request and dial again for the next.
+		t.MaxIdleConnsPerHost = max(cfg.Concurrency, 2)
+		// And no lower overall cap (Go's default is 100): a full idle pool
+		// fails the request that tries to return its connection to it
+		// ("putIdleConn: too many idle connections"), after the receiver
+		// got it, so the event would be sent twice.
+		t.MaxIdleConns = 0
+		client = &http.Client{Transport: t}
 	}
 	c := *client
 	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
