@@ -186,6 +186,7 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 			"and the running configuration stays.", stderr)
 	path := configFlag(fs)
 	watch := fs.Bool("watch", false, "reload when the configuration file changes")
+	pprof := fs.Bool("pprof", false, "serve runtime profiles at /debug/pprof/ on the admin listener")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -217,7 +218,7 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	stopAdmin, err := startAdmin(ctx, cfg, eng, metrics, logger) // cli_admin.go
+	stopAdmin, err := startAdmin(ctx, cfg, eng, metrics, logger, *pprof) // cli_admin.go
 	if err != nil {
 		return err
 	}
@@ -602,12 +603,12 @@ func adminFlag(fs *flag.FlagSet) *string {
 
 // startAdmin starts the admin listener of cfg, if it has one, until the
 // returned stop function is called. When ctx ends it drains (/readyz 503).
-func startAdmin(ctx context.Context, cfg *config.Config, eng *bridge.Engine, m *bridge.Metrics, logger *slog.Logger) (stop func(), err error) {
+func startAdmin(ctx context.Context, cfg *config.Config, eng *bridge.Engine, m *bridge.Metrics, logger *slog.Logger, pprof bool) (stop func(), err error) {
 	if cfg.Admin.Listen == "" {
 		return func() {}, nil
 	}
 	srv, err := admin.Start(ctx, cfg.Admin.Listen, admin.Options{
-		Engine: eng, Metrics: m, Token: cfg.Admin.Token, Logger: logger, Version: version,
+		Engine: eng, Metrics: m, Token: cfg.Admin.Token, Logger: logger, Version: version, Pprof: pprof,
 	})
 	if err != nil {
 		return nil, err

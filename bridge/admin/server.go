@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -36,6 +37,10 @@ type Options struct {
 	Logger *slog.Logger
 	// Version is the pollbridge version that /api/info reports.
 	Version string
+	// Pprof serves the runtime profiles of net/http/pprof under
+	// /debug/pprof/ (behind the token, like the API). Off by default:
+	// profiles cost CPU while they are taken and reveal internals.
+	Pprof bool
 }
 
 // Server is the admin listener's HTTP handler, and its listener once
@@ -99,6 +104,13 @@ func New(opts Options) *Server {
 	mux.HandleFunc("GET /api/dead", s.dead)
 	mux.HandleFunc("POST /api/dead/replay", s.replayAll)
 	mux.HandleFunc("POST /api/dead/{id}/replay", s.replayOne)
+	if opts.Pprof {
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path)
 	})

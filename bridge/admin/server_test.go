@@ -363,3 +363,21 @@ func TestBaseURL(t *testing.T) {
 		}
 	}
 }
+
+// Profiles are served only when asked for, and behind the token.
+func TestPprofBehindFlagAndToken(t *testing.T) {
+	a, r := newAPI(t, "1"), newReceiver(t, http.StatusOK)
+	d := startDaemon(t, testConfig(a.URL, a.URL, r.URL), "")
+	off := admin.New(admin.Options{Engine: d.engine})
+	if rec := newRecorder(off, "GET", "/debug/pprof/", ""); rec.code != http.StatusNotFound {
+		t.Errorf("pprof without the flag: %d, want 404", rec.code)
+	}
+	on := admin.New(admin.Options{Engine: d.engine, Pprof: true, Token: "s3cret"})
+	if rec := newRecorder(on, "GET", "/debug/pprof/", ""); rec.code != http.StatusUnauthorized {
+		t.Errorf("pprof without the token: %d, want 401", rec.code)
+	}
+	rec := newRecorder(on, "GET", "/debug/pprof/goroutine?debug=1", "s3cret")
+	if rec.code != http.StatusOK || !strings.Contains(rec.body, "goroutine profile") {
+		t.Errorf("pprof with the flag and token: %d %.200s", rec.code, rec.body)
+	}
+}
