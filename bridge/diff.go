@@ -82,6 +82,12 @@ type DiffOptions struct {
 	DeleteAfter int
 	// Now is the detection time stamped on events.
 	Now time.Time
+	// NoBodies stores fingerprints only (config keep_bodies: false): new
+	// and updated items are committed without Data. Stored items without
+	// Data give updates without Previous and Changes and deletions without
+	// Previous, and when watch or ignore changed they take their new
+	// fingerprint without an event (there is nothing to recompute it from).
+	NoBodies bool
 }
 
 // DiffResult is the outcome of a diff: the events and the store delta that
@@ -154,6 +160,12 @@ func Diff(old store.State, items []Item, meta map[string]string, opts DiffOption
 	cfgSig := fieldsConfig(fields)
 	rehash := !res.Baseline && old.Meta[metaFingerprintConfig] != cfgSig
 
+	stored := func(fp string, data json.RawMessage) store.Item {
+		if opts.NoBodies {
+			return store.Item{Fingerprint: fp}
+		}
+		return store.Item{Fingerprint: fp, Data: data}
+	}
 	for _, key := range order {
 		data := latest[key]
 		prev, existed := old.Items[key]
@@ -163,6 +175,14 @@ func Diff(old store.State, items []Item, meta map[string]string, opts DiffOption
 		fp, cur, err := FingerprintFields(data, fields)
 		if err != nil {
 			return DiffResult{}, fmt.Errorf("item %q: %w", key, err)
+		}
+		if existed && rehash && prev.Data == nil {
+			// Stored without its JSON: the old fingerprint cannot be
+			// recomputed under the new rules, so take the new one as is.
+			if prev.Fingerprint != fp {
+				res.Commit.Upsert[key] = stored(fp, data)
+			}
+			continue
 		}
 		if existed && rehash {
 			if prev.Fingerprint, _, err = FingerprintFields(prev.Data, fields); err != nil {
@@ -174,17 +194,20 @@ func Diff(old store.State, items []Item, meta map[string]string, opts DiffOption
 		}
 		switch {
 		case !existed:
-			res.Commit.Upsert[key] = store.Item{Fingerprint: fp, Data: data}
+			res.Commit.Upsert[key] = stored(fp, data)
 			if emitCreated {
 				res.Events = append(res.Events, newEvent(opts, old.Generation, ItemCreated, key, "", fp, data, nil, nil))
 			}
 		case prev.Fingerprint != fp:
-			res.Commit.Upsert[key] = store.Item{Fingerprint: fp, Data: data}
-			_, before, err := FingerprintFields(prev.Data, fields)
-			if err != nil {
-				return DiffResult{}, fmt.Errorf("stored item %q: %w", key, err)
+			res.Commit.Upsert[key] = stored(fp, data)
+			var changes []Change
+			if prev.Data != nil {
+				_, before, err := FingerprintFields(prev.Data, fields)
+				if err != nil {
+					return DiffResult{}, fmt.Errorf("stored item %q: %w", key, err)
+				}
+				changes = Changes(before, cur)
 			}
-			changes := Changes(before, cur)
 			res.Events = append(res.Events, newEvent(opts, old.Generation, ItemUpdated, key, prev.Fingerprint, fp, data, prev.Data, changes))
 		}
 	}
@@ -238,6 +261,9 @@ func Diff(old store.State, items []Item, meta map[string]string, opts DiffOption
 		// rules too, so that they can come back without a false update.
 		for key := range nextAbsent {
 			prev := old.Items[key]
+			if prev.Data == nil {
+				continue // nothing to recompute from (keep_bodies: false)
+			}
 			fp, _, err := FingerprintFields(prev.Data, fields)
 			if err != nil {
 				return DiffResult{}, fmt.Errorf("stored item %q: %w", key, err)

@@ -381,3 +381,54 @@ func TestDiffIgnoreListChange(t *testing.T) {
 		t.Fatalf("poll after watch added: %+v, %v", again, err)
 	}
 }
+
+// With keep_bodies: false only fingerprints are stored; changes are still
+// detected from them, and a poll that finds nothing new changes nothing.
+func TestDiffWithoutBodies(t *testing.T) {
+	opts := DiffOptions{Source: "s", Ignore: []string{"u"}, Now: time.Now(), NoBodies: true}
+	first := items("1", `{"id":1,"v":1}`, "2", `{"id":2,"v":1}`, "3", `{"id":3,"v":1}`)
+	base, err := Diff(store.State{Items: map[string]store.Item{}, Meta: map[string]string{}}, first, nil, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, it := range base.Commit.Upsert {
+		if it.Data != nil || it.Fingerprint == "" {
+			t.Fatalf("baseline item %s stored as %+v, want a fingerprint and no data", k, it)
+		}
+	}
+	old := apply(store.State{Items: map[string]store.Item{}, Meta: map[string]string{}}, base)
+
+	snap := items("1", `{"id":1,"v":2}`, "2", `{"id":2,"v":1,"u":"x"}`, "4", `{"id":4,"v":1}`)
+	opts.MaxDeleteRatio = 1
+	res, err := Diff(old, snap, old.Meta, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []evSummary{{ItemUpdated, "1"}, {ItemCreated, "4"}, {ItemDeleted, "3"}}
+	if got := summarize(res.Events); !slices.Equal(got, want) {
+		t.Fatalf("events = %v, want %v", got, want)
+	}
+	for _, ev := range res.Events {
+		if ev.Previous != nil || ev.Changes != nil {
+			t.Errorf("%s of %s carries previous %s / changes %v; there is nothing stored to take them from", ev.Type, ev.Key, ev.Previous, ev.Changes)
+		}
+	}
+	if up := res.Events[0]; string(up.Item) != `{"id":1,"v":2}` {
+		t.Errorf("update carries item %s", up.Item)
+	}
+	if _, ok := res.Commit.Upsert["2"]; ok {
+		t.Error("item 2 changed only in an ignored field but was rewritten")
+	}
+	old = apply(old, res)
+	if again, err := Diff(old, snap, old.Meta, opts); err != nil || len(again.Events) != 0 || len(again.Commit.Upsert) != 0 {
+		t.Fatalf("same snapshot again: events %v, upserts %d, %v", summarize(again.Events), len(again.Commit.Upsert), err)
+	}
+
+	// A new ignore list cannot be applied to the stored fingerprints (no
+	// data): the items take their new fingerprints without an event.
+	opts.Ignore = []string{"u", "v"}
+	changed, err := Diff(old, snap, old.Meta, opts)
+	if err != nil || len(changed.Events) != 0 || len(changed.Commit.Upsert) != 3 {
+		t.Fatalf("ignore list changed: events %v, upserts %d, %v", summarize(changed.Events), len(changed.Commit.Upsert), err)
+	}
+}

@@ -224,10 +224,20 @@ type Source struct {
 	DeleteAfter int `yaml:"delete_after"`
 	// Backoff spaces out the polls of a source that keeps failing.
 	Backoff PollBackoff `yaml:"backoff"`
+	// KeepBodies, when false, stores only each item's fingerprint, not its
+	// JSON: far less state per item, but update events then carry no
+	// previous item and no field changes, deletions carry only the key,
+	// and a change of watch or ignore takes the items' new fingerprints
+	// silently. Default (nil): true.
+	KeepBodies *bool `yaml:"keep_bodies"`
 
 	// filter is Filter compiled by validation.
 	filter compiledFilter
 }
+
+// KeepsBodies reports whether the source stores its items' JSON (see
+// KeepBodies).
+func (s Source) KeepsBodies() bool { return s.KeepBodies == nil || *s.KeepBodies }
 
 // PollBackoff pauses a failing source: after its n-th consecutive failed
 // poll, scheduled ticks are skipped for min(Initial×2^(n-1), Max), counted
