@@ -54,6 +54,14 @@ func (g *gate) admit(now time.Time, want int) (n int, probe bool, wait time.Dura
 	return want, false, 0
 }
 
+// active reports whether deliveries flow freely: not paused, not disabled,
+// circuit closed.
+func (g *gate) active() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return !g.paused && g.disabled == "" && g.openUntil.IsZero() && !g.half
+}
+
 // result records the outcome of one attempt. retryable is true for failures
 // that count towards opening the circuit; ok for a success. It reports
 // whether the circuit just opened or closed, for logging.

@@ -56,7 +56,9 @@ func (d *dispatcher) lease() time.Duration { return 2*d.cfg.Timeout + 5*time.Sec
 // period is over.
 func (d *dispatcher) run(ctx, sendCtx context.Context) {
 	slots := make(chan struct{}, max(d.cfg.Concurrency, 1))
+	rec := newRecorder(d.store, cap(slots))
 	var inflight sync.WaitGroup
+	defer rec.close() // after the deliveries in flight: their outcomes land
 	defer inflight.Wait()
 	for {
 		select {
@@ -64,9 +66,12 @@ func (d *dispatcher) run(ctx, sendCtx context.Context) {
 		case <-ctx.Done():
 			return
 		}
-		// Only this loop takes slots, so the free ones stay free.
+		// Only this loop takes slots, so the free ones stay free. While
+		// the sink is healthy, claim a further batch ahead: it is sent as
+		// slots free up, so one claim (a store write) serves many
+		// deliveries instead of the one or two slots freed meanwhile.
 		free := 1 + cap(slots) - len(slots)
-		n, probe, wait := d.gate.admit(time.Now(), free)
+		n, probe, wait := d.gate.admit(time.Now(), free+cap(slots))
 		if n == 0 {
 			<-slots
 			if !d.waitForWork(ctx, wait) {
@@ -87,13 +92,44 @@ func (d *dispatcher) run(ctx, sendCtx context.Context) {
 			continue
 		}
 		for i, dl := range batch {
-			if i > 0 {
-				slots <- struct{}{}
+			if i > 0 && !d.takeSlot(ctx, slots, i >= free) {
+				// Shutdown, a pause or an open circuit: hand the rest
+				// back unchanged, claimable again at once.
+				for _, back := range batch[i:] {
+					rec.record(d.log, store.Outcome{Op: store.OpRetry, Delivery: back, Due: time.Now()})
+				}
+				break
 			}
 			inflight.Go(func() {
 				defer func() { <-slots }()
-				d.deliver(sendCtx, dl)
+				d.deliver(sendCtx, rec, dl)
 			})
+		}
+	}
+}
+
+// takeSlot waits for a free delivery slot for a delivery claimed ahead
+// (ahead: claimed beyond the slots free at the claim). It gives up when
+// ctx ends or, for one claimed ahead, when the sink stops being active.
+func (d *dispatcher) takeSlot(ctx context.Context, slots chan struct{}, ahead bool) bool {
+	if !ahead {
+		slots <- struct{}{}
+		return true
+	}
+	for {
+		if !d.gate.active() {
+			return false
+		}
+		select {
+		case slots <- struct{}{}:
+			if !d.gate.active() { // the attempt that freed the slot opened the circuit
+				<-slots
+				return false
+			}
+			return true
+		case <-ctx.Done():
+			return false
+		case <-time.After(100 * time.Millisecond): // look at the gate again
 		}
 	}
 }
@@ -117,13 +153,13 @@ func (d *dispatcher) waitForWork(ctx context.Context, wait time.Duration) bool {
 
 // deliver makes one attempt and records its outcome: ack on success, a
 // scheduled retry on a retryable failure, a dead letter otherwise.
-func (d *dispatcher) deliver(ctx context.Context, dl store.Delivery) {
+func (d *dispatcher) deliver(ctx context.Context, rec *recorder, dl store.Delivery) {
 	log := d.log.With("event_id", dl.EventID, "source", dl.Source, "key", dl.Key, "attempt", dl.Attempts+1)
 	var ev Event
 	if err := json.Unmarshal(dl.Payload, &ev); err != nil {
 		dl.Attempts++
 		dl.LastError = fmt.Sprintf("decode stored event: %v", err)
-		d.record(log, "bury", func(c context.Context) error { return d.store.Bury(c, dl) })
+		rec.record(log, store.Outcome{Op: store.OpBury, Delivery: dl})
 		d.metrics.failed(d.cfg.Name, DeliveryDead)
 		log.Error("dead-lettered an unreadable event", "err", err)
 		return
@@ -145,7 +181,7 @@ func (d *dispatcher) deliver(ctx context.Context, dl store.Delivery) {
 	}
 	if sendErr == nil {
 		d.breakerResult(true, false)
-		d.record(log, "ack", func(c context.Context) error { return d.store.Ack(c, dl) })
+		rec.record(log, store.Outcome{Op: store.OpAck, Delivery: dl})
 		d.metrics.delivered(d.cfg.Name, ev.Time)
 		log.Debug("delivered")
 		return
@@ -156,7 +192,7 @@ func (d *dispatcher) deliver(ctx context.Context, dl store.Delivery) {
 		// anything to it, keep the event, and say so loudly.
 		d.gate.disable("receiver answered 410 Gone")
 		d.gate.release()
-		d.record(log, "retry", func(c context.Context) error { return d.store.Retry(c, dl, time.Now()) })
+		rec.record(log, store.Outcome{Op: store.OpRetry, Delivery: dl, Due: time.Now()})
 		d.metrics.failed(d.cfg.Name, DeliveryGone)
 		log.Error("receiver answered 410 Gone: sink disabled, events kept in the outbox until it is resumed", "err", sendErr)
 		return
@@ -169,16 +205,16 @@ func (d *dispatcher) deliver(ctx context.Context, dl store.Delivery) {
 	now := time.Now()
 	switch {
 	case IsPermanent(sendErr):
-		d.record(log, "bury", func(c context.Context) error { return d.store.Bury(c, dl) })
+		rec.record(log, store.Outcome{Op: store.OpBury, Delivery: dl})
 		d.metrics.failed(d.cfg.Name, DeliveryDead)
 		log.Warn("delivery failed permanently; moved to dead letters", "err", sendErr)
 	case d.exhausted(dl, now):
-		d.record(log, "bury", func(c context.Context) error { return d.store.Bury(c, dl) })
+		rec.record(log, store.Outcome{Op: store.OpBury, Delivery: dl})
 		d.metrics.failed(d.cfg.Name, DeliveryDead)
 		log.Warn("delivery retries exhausted; moved to dead letters", "err", sendErr, "attempts", dl.Attempts)
 	default:
 		wait := d.backoff(dl.Attempts, sendErr)
-		d.record(log, "retry", func(c context.Context) error { return d.store.Retry(c, dl, now.Add(wait)) })
+		rec.record(log, store.Outcome{Op: store.OpRetry, Delivery: dl, Due: now.Add(wait)})
 		d.metrics.failed(d.cfg.Name, DeliveryRetry)
 		log.Info("delivery failed; will retry", "err", sendErr, "retry_in", wait.Round(time.Millisecond))
 	}
@@ -227,20 +263,103 @@ func retryDelay(r config.Retry, failures int, err error, r01 float64) time.Durat
 	return wait
 }
 
-// record runs a store call for a finished attempt. If it fails the delivery
-// keeps its claim, which expires, so the event is attempted again: at least
-// once, never lost.
-func (d *dispatcher) record(log *slog.Logger, what string, op func(context.Context) error) {
+// maxSettle bounds how many outcomes one Store.Settle call records.
+const maxSettle = 512
+
+// recorder records the outcomes of a dispatcher's attempts in the store.
+// Outcomes that finish while a Settle call is running are recorded
+// together by the next one: under load one store write (an fsync, a round
+// trip) covers many deliveries, and an outcome alone is written at once,
+// with no delay to wait for company.
+type recorder struct {
+	store store.Store
+	queue chan pendingOutcome
+	done  chan struct{}
+}
+
+// pendingOutcome is an outcome waiting to be recorded, with the logger of
+// its delivery.
+type pendingOutcome struct {
+	o   store.Outcome
+	log *slog.Logger
+}
+
+// newRecorder starts a recorder; queued outcomes beyond size make record
+// wait, which holds back the dispatcher when the store is slow.
+func newRecorder(st store.Store, size int) *recorder {
+	r := &recorder{store: st, queue: make(chan pendingOutcome, max(size, 1)), done: make(chan struct{})}
+	go r.loop()
+	return r
+}
+
+// record queues the outcome of a finished attempt. Until it is recorded
+// the delivery keeps its claim; if recording fails the claim expires and
+// the event is attempted again: at least once, never lost.
+func (r *recorder) record(log *slog.Logger, o store.Outcome) {
+	r.queue <- pendingOutcome{o: o, log: log}
+}
+
+// close records what is queued and stops the recorder. No record call may
+// follow or run concurrently.
+func (r *recorder) close() {
+	close(r.queue)
+	<-r.done
+}
+
+func (r *recorder) loop() {
+	defer close(r.done)
+	batch := make([]pendingOutcome, 0, maxSettle)
+	for first := range r.queue {
+		batch = append(batch[:0], first)
+	fill:
+		for len(batch) < maxSettle {
+			select {
+			case p, ok := <-r.queue:
+				if !ok {
+					break fill
+				}
+				batch = append(batch, p)
+			default:
+				break fill
+			}
+		}
+		r.settle(batch)
+	}
+}
+
+// settle records a batch and logs the outcomes that could not be.
+func (r *recorder) settle(batch []pendingOutcome) {
+	// Independent of shutdown, so that the outcomes still land.
 	ctx, cancel := context.WithTimeout(context.Background(), storeOpTimeout)
 	defer cancel()
-	switch err := op(ctx); {
-	case err == nil:
-	case errors.Is(err, store.ErrNotFound):
-		// The lease ran out mid-attempt and another worker took over.
-		log.Info("delivery outcome already recorded by another worker", "op", what)
-	default:
-		log.Error("could not record delivery outcome; it will be attempted again", "op", what, "err", err)
+	outcomes := make([]store.Outcome, len(batch))
+	for i, p := range batch {
+		outcomes[i] = p.o
 	}
+	for i, err := range r.store.Settle(ctx, outcomes) {
+		log, what := batch[i].log, opName(batch[i].o.Op)
+		switch {
+		case err == nil:
+		case errors.Is(err, store.ErrNotFound):
+			// The lease ran out mid-attempt and another worker took over.
+			log.Info("delivery outcome already recorded by another worker", "op", what)
+		default:
+			log.Error("could not record delivery outcome; it will be attempted again", "op", what, "err", err)
+		}
+	}
+}
+
+// opName names an outcome's op in logs.
+func opName(op store.Op) string {
+	switch op {
+	case store.OpAck:
+		return "ack"
+	case store.OpRetry:
+		return "retry"
+	case store.OpBury:
+		return "bury"
+	}
+	return fmt.Sprintf("op %d", op)
 }
 
 // reportStoreErr logs claim errors, repeats quietly.

@@ -10,7 +10,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"slices"
-	"strconv"
 	"sync"
 	"time"
 
@@ -299,7 +298,7 @@ func (e *Engine) schedule() *cron.Cron {
 			continue // build checked every schedule
 		}
 		p := e.pollers[sc.Name]
-		t := &ticker{engine: e, poller: p, sched: sched, interval: scheduleInterval(sched, time.Now())}
+		t := &ticker{engine: e, poller: p, sched: sched, interval: scheduleInterval(sched, time.Now()), shared: e.store.Shared()}
 		pollCtx := e.run.pollCtx
 		c.Schedule(sched, cron.FuncJob(func() { t.tick(pollCtx) }))
 		p.log.Info("scheduled", "schedule", sc.Schedule, "first_poll", sched.Next(time.Now()).Format(time.RFC3339))
@@ -371,8 +370,8 @@ func (e *Engine) Run(ctx context.Context) error {
 }
 
 // maxLeaseJitter bounds the random delay before a replica asks for a tick's
-// lease.
-const maxLeaseJitter = 100 * time.Millisecond
+// lease when replicas share the store.
+const maxLeaseJitter = 25 * time.Millisecond
 
 // ticker runs the scheduled ticks of one source.
 type ticker struct {
@@ -380,6 +379,7 @@ type ticker struct {
 	poller   *poller
 	sched    cron.Schedule
 	interval time.Duration
+	shared   bool // the store is shared: spread lease attempts (see tick)
 
 	mu      sync.Mutex
 	failing bool // the last lease attempt failed (logged once)
@@ -392,14 +392,17 @@ type ticker struct {
 // carry on within one interval.
 func (t *ticker) tick(ctx context.Context) {
 	now := time.Now()
-	// A short random delay lets a different replica win each race, so the
-	// polls spread over the fleet instead of going to the fastest replica.
-	jitter := time.NewTimer(rand.N(min(t.interval/10, maxLeaseJitter)) + 1)
-	select {
-	case <-jitter.C:
-	case <-ctx.Done():
-		jitter.Stop()
-		return
+	if t.shared {
+		// A short random delay lets a different replica win each race,
+		// so the polls spread over the fleet instead of going to the
+		// fastest replica. A store one process owns has no race.
+		jitter := time.NewTimer(rand.N(min(t.interval/10, maxLeaseJitter)) + 1)
+		select {
+		case <-jitter.C:
+		case <-ctx.Done():
+			jitter.Stop()
+			return
+		}
 	}
 	if t.poller.backingOff(now) {
 		return // logged by the poller; another replica may take the tick
@@ -407,18 +410,15 @@ func (t *ticker) tick(ctx context.Context) {
 	// The scheduled time nearest to now: replicas agree on it as long as
 	// their clocks are within half an interval of each other.
 	at := t.sched.Next(now.Add(-t.interval / 2))
-	name := "poll:" + t.poller.cfg.Name + ":" + strconv.FormatInt(at.Unix(), 10)
-	ok, err := t.engine.store.TryLease(ctx, name, t.engine.replica, t.interval)
-	t.reportLeaseErr(err)
-	if err != nil || !ok {
-		if err == nil {
-			t.poller.log.Debug("tick polled by another replica", "tick", at.Format(time.RFC3339))
-		}
-		return
-	}
-	if _, err := t.poller.poll(ctx); errors.Is(err, ErrPollRunning) {
+	polled, err := t.poller.pollTick(ctx, at, t.engine.replica, t.interval)
+	switch {
+	case errors.Is(err, ErrPollRunning):
 		t.poller.log.Warn("tick skipped: previous poll still running")
+		return
+	case err == nil && !polled:
+		t.poller.log.Debug("tick polled by another replica", "tick", at.Format(time.RFC3339Nano))
 	}
+	t.reportLeaseErr(err)
 }
 
 // reportLeaseErr logs lease failures (the store is unreachable) once, when

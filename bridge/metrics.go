@@ -44,6 +44,7 @@ type Metrics struct {
 
 	polls        *prometheus.CounterVec
 	pollDuration *prometheus.HistogramVec
+	scheduleLag  prometheus.Histogram
 	sourceItems  *prometheus.GaugeVec
 	changes      *prometheus.CounterVec
 	deliveries   *prometheus.CounterVec
@@ -71,6 +72,11 @@ func NewMetrics(version string) *Metrics {
 			Help:    "Duration of a poll (fetch of every page, diff and commit).",
 			Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
 		}, []string{"source"}),
+		scheduleLag: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "pollbridge_schedule_lag_seconds",
+			Help:    "How late scheduled polls start: from the tick's scheduled time to the start of the poll (lease jitter included).",
+			Buckets: []float64{.001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}),
 		sourceItems: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "pollbridge_source_items",
 			Help: "Items in the last complete answer of a source.",
@@ -94,7 +100,7 @@ func NewMetrics(version string) *Metrics {
 		}, []string{"sink"}),
 		storeErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pollbridge_store_errors_total",
-			Help: "Failed store operations by op (load, commit, claim, ack, retry, bury, dead, live, replay, stats, lease, ping).",
+			Help: "Failed store operations by op (load, commit, claim, ack, retry, bury, settle, dead, live, replay, stats, lease, start_poll, ping).",
 		}, []string{"op"}),
 		outboxDesc: prometheus.NewDesc("pollbridge_outbox_deliveries",
 			"Deliveries in the outbox at scrape time, by state: pending, retrying or dead.",
@@ -109,7 +115,7 @@ func NewMetrics(version string) *Metrics {
 	}, []string{"version", "goversion"})
 	buildInfo.WithLabelValues(version, runtime.Version()).Set(1)
 	m.reg.MustRegister(
-		m.polls, m.pollDuration, m.sourceItems, m.changes,
+		m.polls, m.pollDuration, m.scheduleLag, m.sourceItems, m.changes,
 		m.deliveries, m.attempts, m.latency, m.storeErrors,
 		buildInfo, scrapeCollector{m},
 		collectors.NewGoCollector(),
@@ -173,6 +179,13 @@ func (m *Metrics) observePoll(source string, d time.Duration, res PollResult, er
 	}
 	for i := range res.Events {
 		m.changes.WithLabelValues(source, strings.TrimPrefix(res.Events[i].Type, "item.")).Inc()
+	}
+}
+
+// observeLag records that a scheduled poll started lag after its tick.
+func (m *Metrics) observeLag(lag time.Duration) {
+	if m != nil {
+		m.scheduleLag.Observe(max(lag, 0).Seconds())
 	}
 }
 
@@ -324,6 +337,14 @@ func (s *instrumentedStore) Bury(ctx context.Context, d store.Delivery) error {
 	return err
 }
 
+func (s *instrumentedStore) Settle(ctx context.Context, outcomes []store.Outcome) []error {
+	errs := s.Store.Settle(ctx, outcomes)
+	for _, err := range errs {
+		s.m.storeError("settle", err)
+	}
+	return errs
+}
+
 func (s *instrumentedStore) Dead(ctx context.Context, sink string) ([]store.Delivery, error) {
 	ds, err := s.Store.Dead(ctx, sink)
 	s.m.storeError("dead", err)
@@ -352,6 +373,12 @@ func (s *instrumentedStore) TryLease(ctx context.Context, name, owner string, tt
 	ok, err := s.Store.TryLease(ctx, name, owner, ttl)
 	s.m.storeError("lease", err)
 	return ok, err
+}
+
+func (s *instrumentedStore) StartPoll(ctx context.Context, source, tick, owner string, ttl time.Duration) (store.State, bool, error) {
+	st, held, err := s.Store.StartPoll(ctx, source, tick, owner, ttl)
+	s.m.storeError("start_poll", err)
+	return st, held, err
 }
 
 func (s *instrumentedStore) Ping(ctx context.Context) error {

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -118,6 +119,29 @@ func (p *poller) filterProgram() (*vm.Program, error) {
 	return p.filter, p.filterErr
 }
 
+// pollTick is the poll of the scheduled tick at: it takes the tick's
+// lease for owner until ttl and, if it holds it, polls. It reports whether
+// it polled; the error is the store's when the lease could not be asked
+// for (the poll's own outcome goes to the status, metrics and logs, as for
+// poll). The lease and the state a poll needs before its fetch are one
+// store call: a tick that finds nothing changed costs one round trip.
+func (p *poller) pollTick(ctx context.Context, at time.Time, owner string, ttl time.Duration) (bool, error) {
+	if !p.running.TryLock() {
+		return false, ErrPollRunning
+	}
+	defer p.running.Unlock()
+	tick := strconv.FormatInt(at.UnixMilli(), 10)
+	state, held, err := p.store.StartPoll(ctx, p.cfg.Name, tick, owner, ttl)
+	if err != nil || !held {
+		return false, err
+	}
+	start := time.Now()
+	p.metrics.observeLag(start.Sub(at))
+	res, err := p.pollFrom(ctx, state)
+	p.report(start, res, err)
+	return true, nil
+}
+
 func (p *poller) pollLocked(ctx context.Context) (PollResult, error) {
 	// Only the meta before the fetch: a "not modified" answer (304 or an
 	// unchanged body hash) ends the poll without reading the items.
@@ -125,6 +149,11 @@ func (p *poller) pollLocked(ctx context.Context) (PollResult, error) {
 	if err != nil {
 		return PollResult{}, fmt.Errorf("load state: %w", err)
 	}
+	return p.pollFrom(ctx, state)
+}
+
+// pollFrom polls on from state, the source's stored state without items.
+func (p *poller) pollFrom(ctx context.Context, state store.State) (PollResult, error) {
 	filter, err := p.filterProgram()
 	if err != nil {
 		return PollResult{}, err
@@ -291,6 +320,7 @@ func diffSnapshot(cfg config.Source, filter *vm.Program, state store.State, snap
 		MaxDeleteRatio: ratio,
 		DeleteAfter:    cfg.DeleteAfter,
 		Now:            now,
+		NoBodies:       !cfg.KeepsBodies(),
 	})
 	if err != nil {
 		return DiffResult{}, err

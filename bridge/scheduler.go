@@ -36,15 +36,22 @@ func sourceSchedule(name, spec string) (cron.Schedule, error) {
 	return offsetSchedule{inner: s, offset: stableOffset(name, min(interval, maxCronSpread))}, nil
 }
 
-// stableOffset maps name to a duration in [0, span), whole seconds.
+// offsetStep is the granularity of the per-source offsets. Sources whose
+// offsets fall on one step fire together, so ticks come in small batches:
+// the scheduler wakes at most 1s/offsetStep times a second however many
+// sources there are, and the batches are still spread over the interval.
+const offsetStep = 20 * time.Millisecond
+
+// stableOffset maps name to a duration in [0, span), a multiple of
+// offsetStep.
 func stableOffset(name string, span time.Duration) time.Duration {
-	secs := int64(span / time.Second)
-	if secs <= 1 {
+	steps := int64(span / offsetStep)
+	if steps <= 1 {
 		return 0
 	}
 	h := fnv.New64a()
 	h.Write([]byte(name))
-	return time.Duration(h.Sum64()%uint64(secs)) * time.Second
+	return time.Duration(h.Sum64()%uint64(steps)) * offsetStep
 }
 
 // gridSchedule fires every `every`, at times t with (t - offset) a multiple

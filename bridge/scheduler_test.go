@@ -1,9 +1,11 @@
 package bridge
 
 import (
-	"github.com/pollbridge/pollbridge/bridge/config"
+	"fmt"
 	"testing"
 	"time"
+
+	"github.com/pollbridge/pollbridge/bridge/config"
 )
 
 func TestSourceScheduleSpreadsSources(t *testing.T) {
@@ -86,4 +88,30 @@ func TestRetryDelay(t *testing.T) {
 
 func retryCfg(initial, max time.Duration) config.Retry {
 	return config.Retry{InitialBackoff: initial, MaxBackoff: max, MaxAge: time.Hour}
+}
+
+// Many sources on a short interval fire in a few batches spread over the
+// interval: neither all at once nor each at its own moment.
+func TestSourceScheduleBatchesShortIntervals(t *testing.T) {
+	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	batches := map[time.Time]int{}
+	for i := range 1000 {
+		s, err := sourceSchedule(fmt.Sprintf("source-%d", i), "@every 1s")
+		if err != nil {
+			t.Fatal(err)
+		}
+		next := s.Next(now)
+		if off := next.Sub(now.Truncate(time.Second)) % time.Second; off%offsetStep != 0 {
+			t.Fatalf("source-%d: offset %v is not a multiple of %v", i, off, offsetStep)
+		}
+		batches[next]++
+	}
+	if want := int(time.Second / offsetStep); len(batches) > want || len(batches) < want*8/10 {
+		t.Errorf("1000 sources fire at %d distinct times a second, want between %d and %d", len(batches), want*8/10, want)
+	}
+	for at, n := range batches {
+		if n > 60 {
+			t.Errorf("%d sources fire together at %v: not spread", n, at.Format("15:04:05.000"))
+		}
+	}
 }

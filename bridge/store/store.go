@@ -98,6 +98,30 @@ type Delivery struct {
 	Dead time.Time `json:"dead,omitzero"`
 }
 
+// Op is what Settle records for a finished attempt.
+type Op int
+
+// The outcomes of a delivery attempt.
+const (
+	// OpAck: delivered (see Store.Ack).
+	OpAck Op = iota + 1
+	// OpRetry: failed, to be attempted again at Outcome.Due (see Store.Retry).
+	OpRetry
+	// OpBury: failed for good, to the dead letters (see Store.Bury).
+	OpBury
+)
+
+// Outcome is one finished delivery attempt, for Store.Settle.
+type Outcome struct {
+	// Op says what to record.
+	Op Op
+	// Delivery is the delivery as claimed, with Attempts and LastError as
+	// the caller set them for a Retry or a Bury.
+	Delivery Delivery
+	// Due is when a retried delivery may be claimed again (now when zero).
+	Due time.Time
+}
+
 // DefaultLiveLimit is how many deliveries Store.Live returns at most when
 // its limit is zero or less.
 const DefaultLiveLimit = 1000
@@ -159,6 +183,14 @@ type Store interface {
 	// releases its item: the next delivery of the item, if any, becomes
 	// claimable at once.
 	Bury(ctx context.Context, d Delivery) error
+	// Settle records several outcomes at once, each as Ack, Retry or Bury
+	// would, in one transaction or round trip where the backend can: a
+	// dispatcher settles the attempts that finished together, so the
+	// store's per-write cost (an fsync, a round trip) is paid per batch,
+	// not per event. It returns one error per outcome, in order: nil when
+	// recorded, ErrNotFound (wrapped) as Ack would return it; an outcome's
+	// error never keeps the others from being recorded.
+	Settle(ctx context.Context, outcomes []Outcome) []error
 	// Dead lists the dead letters of sink, or of every sink when sink is "",
 	// oldest first.
 	Dead(ctx context.Context, sink string) ([]Delivery, error)
@@ -190,6 +222,21 @@ type Store interface {
 	// reports whether owner holds the lease now. Replicas sharing a store
 	// use leases so that each tick of a source is polled by one of them.
 	TryLease(ctx context.Context, name, owner string, ttl time.Duration) (bool, error)
+
+	// StartPoll begins the scheduled poll of source at the tick named by
+	// tick: it takes the tick's lease for owner until ttl has passed (as
+	// TryLease does; leases of different sources or ticks are independent)
+	// and, only when owner holds it, returns the source's state without
+	// items (as LoadMeta does). held is false, and the state empty, when
+	// another owner holds the lease. For a shared backend this is one round
+	// trip: the whole store cost of a tick that finds nothing changed.
+	StartPoll(ctx context.Context, source, tick, owner string, ttl time.Duration) (st State, held bool, err error)
+
+	// Shared reports whether several processes may use the store at once
+	// (Redis), rather than one process owning it (a bbolt file). Replicas
+	// that share a store spread their attempts at a tick's lease; a store
+	// one process owns needs no such spreading.
+	Shared() bool
 
 	// Ping reports whether the store answers, as cheaply as the backend
 	// can tell: a readiness probe. It fails once the store is closed.

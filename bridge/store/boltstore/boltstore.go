@@ -69,6 +69,7 @@ type Store struct {
 	// they only ever coordinate goroutines of this one.
 	leaseMu sync.Mutex
 	leases  map[string]lease
+	swept   time.Time // when expired leases were last dropped
 }
 
 // lease is one held lease.
@@ -93,7 +94,7 @@ func Open(path string, opts Options) (*Store, error) {
 			return nil, fmt.Errorf("open state file %s: %w", path, err)
 		}
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: timeout, ReadOnly: opts.ReadOnly})
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: timeout, ReadOnly: opts.ReadOnly, NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
 	if errors.Is(err, bolt.ErrTimeout) {
 		return nil, fmt.Errorf("open state file %s: %w", path, ErrInUse)
 	}
@@ -113,6 +114,10 @@ func Open(path string, opts Options) (*Store, error) {
 	return s, nil
 }
 
+// leaseSweep is how often TryLease drops expired leases: each lease is one
+// tick of one source, so sweeping at every call would cost O(sources).
+const leaseSweep = time.Second
+
 // TryLease implements store.Store. Leases are kept in memory (see Store).
 func (s *Store) TryLease(ctx context.Context, name, owner string, ttl time.Duration) (bool, error) {
 	if err := ctx.Err(); err != nil {
@@ -127,14 +132,35 @@ func (s *Store) TryLease(ctx context.Context, name, owner string, ttl time.Durat
 	if l, ok := s.leases[name]; ok && l.owner != owner && now.Before(l.until) {
 		return false, nil
 	}
-	for n, l := range s.leases { // drop expired leases so the map stays small
-		if !now.Before(l.until) {
-			delete(s.leases, n)
+	if now.After(s.swept.Add(leaseSweep)) { // drop expired leases so the map stays small
+		for n, l := range s.leases {
+			if !now.Before(l.until) {
+				delete(s.leases, n)
+			}
 		}
+		s.swept = now
 	}
 	s.leases[name] = lease{owner: owner, until: now.Add(ttl)}
 	return true, nil
 }
+
+// StartPoll implements store.Store: an in-memory lease named after the
+// source and the tick, then LoadMeta.
+func (s *Store) StartPoll(ctx context.Context, source, tick, owner string, ttl time.Duration) (store.State, bool, error) {
+	held, err := s.TryLease(ctx, "poll:"+source+":"+tick, owner, ttl)
+	if err != nil || !held {
+		return store.State{}, false, err
+	}
+	st, err := s.LoadMeta(ctx, source)
+	if err != nil {
+		return store.State{}, false, err
+	}
+	return st, true, nil
+}
+
+// Shared implements store.Store: a state file belongs to one process (it
+// is locked while open).
+func (s *Store) Shared() bool { return false }
 
 // Path returns the path of the state file.
 func (s *Store) Path() string { return s.path }

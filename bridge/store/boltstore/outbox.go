@@ -67,20 +67,71 @@ func (s *Store) Claim(ctx context.Context, sink string, now time.Time, max int, 
 // when d is not in the outbox (already acked, or dead).
 func (s *Store) Ack(ctx context.Context, d store.Delivery) error {
 	now := time.Now()
-	err := s.update(ctx, func(tx *bolt.Tx) error {
-		r, err := liveRecord(tx, d.ID)
-		if err != nil {
-			return err
-		}
-		if err := unlink(tx, r, now); err != nil {
-			return err
-		}
-		return outbox(tx).Delete([]byte(d.ID))
-	})
+	err := s.update(ctx, func(tx *bolt.Tx) error { return ack(tx, d, now) })
 	if err != nil {
 		return fmt.Errorf("ack %q: %w", d.ID, err)
 	}
 	return nil
+}
+
+func ack(tx *bolt.Tx, d store.Delivery, now time.Time) error {
+	r, err := liveRecord(tx, d.ID)
+	if err != nil {
+		return err
+	}
+	if err := unlink(tx, r, now); err != nil {
+		return err
+	}
+	return outbox(tx).Delete([]byte(d.ID))
+}
+
+// Settle implements store.Store: every outcome in one transaction, so one
+// fsync for the batch. An outcome whose delivery is not in the outbox is
+// ErrNotFound before anything is written for it; the others are recorded
+// all the same. Any other failure rolls the whole batch back and is every
+// outcome's error.
+func (s *Store) Settle(ctx context.Context, outcomes []store.Outcome) []error {
+	errs := make([]error, len(outcomes))
+	now := time.Now()
+	err := s.update(ctx, func(tx *bolt.Tx) error {
+		for i, o := range outcomes {
+			errs[i] = nil
+			d := o.Delivery
+			if _, err := liveRecord(tx, d.ID); err != nil {
+				if !errors.Is(err, store.ErrNotFound) {
+					return fmt.Errorf("settle %q: %w", d.ID, err)
+				}
+				errs[i] = fmt.Errorf("settle %q: %w", d.ID, err) // nothing written for it
+				continue
+			}
+			var err error
+			switch o.Op {
+			case store.OpAck:
+				err = ack(tx, d, now)
+			case store.OpRetry:
+				due := o.Due
+				if due.IsZero() {
+					due = now
+				}
+				err = retry(tx, d, due)
+			case store.OpBury:
+				err = bury(tx, d, now)
+			default:
+				errs[i] = fmt.Errorf("settle %q: unknown op %d", d.ID, o.Op)
+				continue
+			}
+			if err != nil {
+				return fmt.Errorf("settle %q: %w", d.ID, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		for i := range errs {
+			errs[i] = fmt.Errorf("settle: %w", err)
+		}
+	}
+	return errs
 }
 
 // Retry takes d.Attempts and d.LastError, ends d's claim and makes it
@@ -91,44 +142,46 @@ func (s *Store) Retry(ctx context.Context, d store.Delivery, due time.Time) erro
 	if due.IsZero() {
 		due = time.Now()
 	}
-	err := s.update(ctx, func(tx *bolt.Tx) error {
-		r, err := liveRecord(tx, d.ID)
-		if err != nil {
-			return err
-		}
-		head, err := isHead(tx, r)
-		if err != nil {
-			return err
-		}
-		if err := dropLive(tx, r); err != nil {
-			return err
-		}
-		r.d.Attempts, r.d.LastError, r.d.Due = d.Attempts, d.LastError, due
-		if err := putLive(tx, r); err != nil {
-			return err
-		}
-		if err := tx.Bucket([]byte(bucketClaimed)).Delete([]byte(d.ID)); err != nil {
-			return err
-		}
-		fifo, err := sinkBucket(tx, bucketFifo, r.d.Sink, true)
-		if err != nil {
-			return err
-		}
-		if err := fifo.Put(r.fifoKey(), r.dueValue()); err != nil { // the retrying flag
-			return err
-		}
-		if !head {
-			// It waits behind an older delivery of its item (only a caller
-			// that never claimed it can retry it): it keeps waiting.
-			r.at = nanos(due)
-			return putRecord(outbox(tx), r)
-		}
-		return moveDue(tx, r, nanos(due))
-	})
+	err := s.update(ctx, func(tx *bolt.Tx) error { return retry(tx, d, due) })
 	if err != nil {
 		return fmt.Errorf("retry %q: %w", d.ID, err)
 	}
 	return nil
+}
+
+func retry(tx *bolt.Tx, d store.Delivery, due time.Time) error {
+	r, err := liveRecord(tx, d.ID)
+	if err != nil {
+		return err
+	}
+	head, err := isHead(tx, r)
+	if err != nil {
+		return err
+	}
+	if err := dropLive(tx, r); err != nil {
+		return err
+	}
+	r.d.Attempts, r.d.LastError, r.d.Due = d.Attempts, d.LastError, due
+	if err := putLive(tx, r); err != nil {
+		return err
+	}
+	if err := tx.Bucket([]byte(bucketClaimed)).Delete([]byte(d.ID)); err != nil {
+		return err
+	}
+	fifo, err := sinkBucket(tx, bucketFifo, r.d.Sink, true)
+	if err != nil {
+		return err
+	}
+	if err := fifo.Put(r.fifoKey(), r.dueValue()); err != nil { // the retrying flag
+		return err
+	}
+	if !head {
+		// It waits behind an older delivery of its item (only a caller
+		// that never claimed it can retry it): it keeps waiting.
+		r.at = nanos(due)
+		return putRecord(outbox(tx), r)
+	}
+	return moveDue(tx, r, nanos(due))
 }
 
 // Bury takes d.Attempts and d.LastError and moves d to the dead letters of
@@ -137,29 +190,31 @@ func (s *Store) Retry(ctx context.Context, d store.Delivery, due time.Time) erro
 // store.ErrNotFound when d is not in the outbox.
 func (s *Store) Bury(ctx context.Context, d store.Delivery) error {
 	now := time.Now()
-	err := s.update(ctx, func(tx *bolt.Tx) error {
-		r, err := liveRecord(tx, d.ID)
-		if err != nil {
-			return err
-		}
-		if err := unlink(tx, r, now); err != nil {
-			return err
-		}
-		r.d.Attempts, r.d.LastError, r.d.Dead = d.Attempts, d.LastError, now
-		r.at = nanos(now)
-		dead, err := sinkBucket(tx, bucketDead, r.d.Sink, true)
-		if err != nil {
-			return err
-		}
-		if err := dead.Put(r.key(), []byte(r.d.ID)); err != nil {
-			return err
-		}
-		return putRecord(outbox(tx), r)
-	})
+	err := s.update(ctx, func(tx *bolt.Tx) error { return bury(tx, d, now) })
 	if err != nil {
 		return fmt.Errorf("bury %q: %w", d.ID, err)
 	}
 	return nil
+}
+
+func bury(tx *bolt.Tx, d store.Delivery, now time.Time) error {
+	r, err := liveRecord(tx, d.ID)
+	if err != nil {
+		return err
+	}
+	if err := unlink(tx, r, now); err != nil {
+		return err
+	}
+	r.d.Attempts, r.d.LastError, r.d.Dead = d.Attempts, d.LastError, now
+	r.at = nanos(now)
+	dead, err := sinkBucket(tx, bucketDead, r.d.Sink, true)
+	if err != nil {
+		return err
+	}
+	if err := dead.Put(r.key(), []byte(r.d.ID)); err != nil {
+		return err
+	}
+	return putRecord(outbox(tx), r)
 }
 
 // unlink takes a live record out of due/<sink>, claimed, live/<sink> and

@@ -36,6 +36,7 @@
 //	Psources                  set     own       every source ever committed
 //	Prepair                   string  own       whose turn it is to repair (PX)
 //	Please:<name>             string  own       TryLease: owner, expiring (PX)
+//	P{src}:lease:<tick>       string  {src}     StartPoll: a tick's lease, as above
 //
 // Members of the due, live and dead ZSETs are the delivery's sequence (20
 // decimal digits) followed by its ID, so equal scores sort in commit order. The

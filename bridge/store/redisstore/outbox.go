@@ -143,6 +143,93 @@ func (s *Store) Bury(ctx context.Context, d store.Delivery) error {
 	return nil
 }
 
+// Settle implements store.Store: the settle scripts of every outcome go in
+// one pipeline (one round trip), and the ready-index updates they call for
+// in a second. An outcome whose delivery is not where its Source and Sink
+// say (or that names none) is settled on its own, as Ack, Retry or Bury
+// would.
+func (s *Store) Settle(ctx context.Context, outcomes []store.Outcome) []error {
+	errs := make([]error, len(outcomes))
+	if err := ctx.Err(); err != nil {
+		for i := range errs {
+			errs[i] = fmt.Errorf("settle: %w", err)
+		}
+		return errs
+	}
+	type call struct {
+		op, at, lastErr string
+		atMs            int64
+	}
+	calls := make([]call, len(outcomes))
+	cmds := make([]*redis.Cmd, len(outcomes))
+	now := time.Now()
+	for i, o := range outcomes {
+		switch o.Op {
+		case store.OpAck:
+			calls[i] = call{op: "ack"}
+		case store.OpRetry:
+			due := o.Due
+			if due.IsZero() {
+				due = now
+			}
+			calls[i] = call{op: "retry", at: nanoString(due), atMs: ceilMs(due), lastErr: o.Delivery.LastError}
+		case store.OpBury:
+			calls[i] = call{op: "bury", at: nanoString(now), atMs: ceilMs(now), lastErr: o.Delivery.LastError}
+		default:
+			errs[i] = fmt.Errorf("settle %q: unknown op %d", o.Delivery.ID, o.Op)
+		}
+	}
+	// A delivery this makes due is due now, in whole milliseconds rounded
+	// down: a Claim right after sees it.
+	due := now.Truncate(time.Millisecond)
+	// A failed pipeline leaves its error in every command it did not run.
+	_, _ = s.pipeScripts(ctx, func(p redis.Pipeliner) {
+		for i, o := range outcomes {
+			d := o.Delivery
+			if errs[i] != nil || d.ID == "" || d.Source == "" || d.Sink == "" {
+				cmds[i] = nil
+				continue
+			}
+			keys := []string{s.headKey(d.Source), s.outKey(d.Source), s.dueKey(d.Source, d.Sink), s.deadKey(d.Source, d.Sink),
+				s.fifoKey(d.Source, d.Sink), s.liveKey(d.Source, d.Sink)}
+			c := calls[i]
+			cmds[i] = s.sc.settle.EvalSha(ctx, p, keys, c.op, d.ID, d.Sink, d.Attempts, c.at, c.atMs, c.lastErr,
+				nanoString(due), floorMs(due))
+		}
+	})
+	var entries []indexEntry
+	for i, o := range outcomes {
+		if errs[i] != nil {
+			continue
+		}
+		d, c := o.Delivery, calls[i]
+		if cmds[i] != nil {
+			res, err := cmds[i].StringSlice()
+			switch {
+			case err != nil:
+				errs[i] = fmt.Errorf("%s %q: %w", c.op, d.ID, err)
+				continue
+			case len(res) == 4 && res[0] == "ok":
+				if c.op == "retry" || res[3] == "1" {
+					entries = append(entries, indexEntry{d.Source, d.Sink, res[1], res[2]})
+				}
+				continue
+			case len(res) == 1 && res[0] == "dead":
+				errs[i] = fmt.Errorf("%s %q: it is a dead letter: %w", c.op, d.ID, store.ErrNotFound)
+				continue
+			}
+			// Not where Source and Sink say: look for it.
+		}
+		if err := s.settle(ctx, c.op, d, c.at, c.atMs, c.lastErr); err != nil {
+			errs[i] = fmt.Errorf("%s %q: %w", c.op, d.ID, err)
+		}
+	}
+	if len(entries) > 0 {
+		_ = s.syncIndex(ctx, entries) // else repaired later
+	}
+	return errs
+}
+
 // settle runs the ack/retry/bury script for d. It looks for d in the outbox
 // of d.Source first (where the engine's deliveries are) and, failing that,
 // in every known source. After a retry, or an ack or bury that made the

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -199,6 +200,45 @@ func (s *Store) TryLease(ctx context.Context, name, owner string, ttl time.Durat
 	}
 	return n == 1, nil
 }
+
+// StartPoll implements store.Store in one script on the source's slot:
+// the tick's lease (a key of the source, so Cluster keeps it beside the
+// state) and, when held, the generation and meta.
+func (s *Store) StartPoll(ctx context.Context, source, tick, owner string, ttl time.Duration) (store.State, bool, error) {
+	if source == "" || tick == "" || owner == "" || ttl <= 0 {
+		return store.State{}, false, errors.New("start poll: source, tick, owner and a positive ttl are required")
+	}
+	if err := ctx.Err(); err != nil {
+		return store.State{}, false, fmt.Errorf("start poll: %w", err)
+	}
+	keys := []string{s.srcKey(source, "lease:"+tick), s.headKey(source), s.metaKey(source)}
+	res, err := s.sc.startPoll.Run(ctx, s.rdb, keys, owner, (ttl + time.Millisecond - 1).Milliseconds()).Slice()
+	if err != nil {
+		return store.State{}, false, fmt.Errorf("start poll: %w", err)
+	}
+	if len(res) == 0 || res[0] != int64(1) {
+		return store.State{}, false, nil
+	}
+	st := store.State{Items: map[string]store.Item{}, Meta: map[string]string{}}
+	if len(res) != 3 {
+		return store.State{}, false, fmt.Errorf("start poll: unexpected reply of %d values", len(res))
+	}
+	if g, ok := res[1].(string); ok {
+		if st.Generation, err = strconv.ParseUint(g, 10, 64); err != nil {
+			return store.State{}, false, fmt.Errorf("start poll: bad generation %q", g)
+		}
+	}
+	flat, _ := res[2].([]any)
+	for i := 0; i+1 < len(flat); i += 2 {
+		k, _ := flat[i].(string)
+		v, _ := flat[i+1].(string)
+		st.Meta[k] = v
+	}
+	return st, true, nil
+}
+
+// Shared implements store.Store: replicas share a Redis.
+func (s *Store) Shared() bool { return true }
 
 // Key names; see the package doc.
 

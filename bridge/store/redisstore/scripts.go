@@ -412,6 +412,18 @@ end
 return 0
 `
 
+// startPollLua takes or extends a tick's lease and, when it holds it,
+// reads the source's generation and meta. KEYS: lease, head, meta. ARGV:
+// owner, ttl (ms). It returns {0} when another owner holds the lease, else
+// {1, generation or false, meta as a flat field/value list}.
+const startPollLua = `
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {0} end
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return {1, redis.call('HGET', KEYS[2], 'gen'), redis.call('HGETALL', KEYS[3])}
+`
+
 // unleaseLua drops a lease if owner holds it. KEYS: lease. ARGV: owner.
 const unleaseLua = `
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -420,7 +432,7 @@ return 0
 
 // scripts holds the Store's compiled scripts.
 type scripts struct {
-	commit, claim, settle, replay, peek, stats, live, dead, sync, lease, unlease *redis.Script
+	commit, claim, settle, replay, peek, stats, live, dead, sync, lease, unlease, startPoll *redis.Script
 }
 
 func newScripts() *scripts {
@@ -436,13 +448,15 @@ func newScripts() *scripts {
 		sync:    redis.NewScript(syncLua),
 		lease:   redis.NewScript(leaseLua),
 		unlease: redis.NewScript(unleaseLua),
+
+		startPoll: redis.NewScript(startPollLua),
 	}
 }
 
 // load loads every script on every node (after a restart or failover the
 // script cache is empty).
 func (sc *scripts) load(ctx context.Context, c redis.Scripter) error {
-	for _, s := range []*redis.Script{sc.commit, sc.claim, sc.settle, sc.replay, sc.peek, sc.stats, sc.live, sc.dead, sc.sync, sc.lease, sc.unlease} {
+	for _, s := range []*redis.Script{sc.commit, sc.claim, sc.settle, sc.replay, sc.peek, sc.stats, sc.live, sc.dead, sc.sync, sc.lease, sc.unlease, sc.startPoll} {
 		if err := s.Load(ctx, c).Err(); err != nil {
 			return fmt.Errorf("load scripts: %w", err)
 		}

@@ -3,6 +3,7 @@ package storetest
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/pollbridge/pollbridge/bridge/store"
 )
@@ -37,5 +38,51 @@ func testLoadMeta(t *testing.T, s store.Store) {
 	}
 	if meta.Items == nil || len(meta.Items) != 0 || len(full.Items) != 1 {
 		t.Errorf("items: LoadMeta %d (non-nil %v), Load %d; want 0 and 1", len(meta.Items), meta.Items != nil, len(full.Items))
+	}
+}
+
+// testStartPoll: StartPoll is a tick's lease plus LoadMeta; only the lease
+// holder gets the meta, and ticks and sources have independent leases.
+func testStartPoll(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	err := s.Commit(ctx, store.Commit{Source: "src", Generation: 0,
+		Upsert: map[string]store.Item{"a": item("fa", `{"id":"a"}`)},
+		Meta:   map[string]string{"etag": `"v1"`, "body_sha256": "abc"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := func(source, tick, owner string) (store.State, bool) {
+		t.Helper()
+		st, held, err := s.StartPoll(ctx, source, tick, owner, time.Minute)
+		if err != nil {
+			t.Fatalf("StartPoll(%s, %s, %s): %v", source, tick, owner, err)
+		}
+		return st, held
+	}
+	st, held := start("src", "1000", "a")
+	if !held || st.Generation != 1 || st.Meta["etag"] != `"v1"` || st.Meta["body_sha256"] != "abc" || len(st.Meta) != 2 {
+		t.Fatalf("StartPoll by the first owner = %+v, held %v; want held, generation 1 and the meta", st, held)
+	}
+	if st.Items == nil || len(st.Items) != 0 {
+		t.Errorf("StartPoll items = %v; want empty and non-nil", st.Items)
+	}
+	if st, held := start("src", "1000", "b"); held || st.Generation != 0 || len(st.Meta) != 0 {
+		t.Errorf("StartPoll of a held tick by another owner = %+v, held %v; want not held and no state", st, held)
+	}
+	if _, held := start("src", "1000", "a"); !held {
+		t.Error("StartPoll by the holder again = not held")
+	}
+	if _, held := start("src", "2000", "b"); !held {
+		t.Error("StartPoll of the next tick = not held: ticks must have their own leases")
+	}
+	if _, held := start("other", "1000", "b"); !held {
+		t.Error("StartPoll of another source's tick = not held: sources must have their own leases")
+	}
+	st, held = start("nobody", "1000", "a")
+	if !held || st.Generation != 0 || st.Items == nil || st.Meta == nil || len(st.Meta) != 0 {
+		t.Errorf("StartPoll(unknown source) = %+v, held %v; want held, generation 0 and empty non-nil maps", st, held)
+	}
+	if _, _, err := s.StartPoll(ctx, "src", "3000", "a", 0); err == nil {
+		t.Error("StartPoll with ttl 0 succeeded, want an error")
 	}
 }

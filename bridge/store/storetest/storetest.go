@@ -58,6 +58,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"DuplicateDeliveryIDKeepsFirst", testDuplicateID},
 		{"LeaseHidesUntilExpiry", testLease},
 		{"AckRemoves", testAck},
+		{"SettleRecordsABatch", testSettle},
 		{"RetryDelaysAndKeepsAttempts", testRetry},
 		{"BuryMovesToDead", testBury},
 		{"ReplayAllOfSink", testReplayAll},
@@ -84,6 +85,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"LeaseExpiresAfterTTL", testLeaseExpires},
 		{"LeasesAreIndependent", testLeasesIndependent},
 		{"LeaseRejectsBadArguments", testLeaseBadArgs},
+		{"StartPollLeasesTickAndLoadsMeta", testStartPoll},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,0 +1,69 @@
+package storetest
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/pollbridge/pollbridge/bridge/store"
+)
+
+// testSettle: Settle records acks, retries and burials together as the
+// single calls would, reports a missing delivery as ErrNotFound without
+// failing the rest, and releases an item's next delivery like Ack.
+func testSettle(t *testing.T, s store.Store) {
+	commitDeliveries(t, s, delivery("d1", "hook"), delivery("d2", "hook"), delivery("d3", "hook"), delivery("d4", "hook"))
+	now := time.Now().Truncate(time.Millisecond)
+	got := mustClaim(t, s, "hook", now, 10, time.Minute)
+	wantIDs(t, "Claim", got, "d1", "d2", "d3", "d4")
+	retried, buried := got[1], got[2]
+	retried.Attempts, retried.LastError = 2, "503 from the receiver"
+	buried.Attempts, buried.LastError = 1, "400 from the receiver"
+	errs := s.Settle(t.Context(), []store.Outcome{
+		{Op: store.OpAck, Delivery: got[0]},
+		{Op: store.OpRetry, Delivery: retried, Due: now.Add(time.Hour)},
+		{Op: store.OpBury, Delivery: buried},
+		{Op: store.OpAck, Delivery: delivery("nope", "hook")},
+		{Op: store.OpAck, Delivery: got[0]}, // already acked, earlier in the batch
+	})
+	if len(errs) != 5 {
+		t.Fatalf("Settle returned %d errors for 5 outcomes", len(errs))
+	}
+	for i, err := range errs[:3] {
+		if err != nil {
+			t.Errorf("Settle outcome %d: %v", i, err)
+		}
+	}
+	for i, err := range errs[3:] {
+		if !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("Settle outcome %d: err = %v, want ErrNotFound", i+3, err)
+		}
+	}
+	dead := mustDead(t, s, "hook")
+	wantIDs(t, "Dead after Settle", dead, "d3")
+	if dead[0].Attempts != 1 || dead[0].LastError != "400 from the receiver" {
+		t.Errorf("buried delivery: attempts %d, last error %q", dead[0].Attempts, dead[0].LastError)
+	}
+	// d4 was not settled: its claim runs out; d2 waits for its retry time.
+	wantIDs(t, "Claim after d4's lease", mustClaim(t, s, "hook", now.Add(30*time.Minute), 10, time.Minute), "d4")
+	again := mustClaim(t, s, "hook", now.Add(2*time.Hour), 10, time.Minute)
+	wantIDs(t, "Claim after the retry time (d4's second lease ran out before)", again, "d4", "d2")
+	if again[1].Attempts != 2 || again[1].LastError != "503 from the receiver" {
+		t.Errorf("retried delivery: attempts %d, last error %q", again[1].Attempts, again[1].LastError)
+	}
+
+	for i, err := range s.Settle(t.Context(), []store.Outcome{{Op: store.OpAck, Delivery: again[0]}, {Op: store.OpAck, Delivery: again[1]}}) {
+		if err != nil {
+			t.Fatalf("Settle(ack %s): %v", again[i].ID, err)
+		}
+	}
+
+	// Acking an item's head in a batch releases its next delivery at once.
+	commitDeliveries(t, s, ofItem("i1", "k"), ofItem("i2", "k"))
+	head := mustClaim(t, s, "hook", now.Add(3*time.Hour), 1, time.Minute)
+	wantIDs(t, "Claim of the item", head, "i1")
+	if errs := s.Settle(t.Context(), []store.Outcome{{Op: store.OpAck, Delivery: head[0]}}); errs[0] != nil {
+		t.Fatalf("Settle(ack i1): %v", errs[0])
+	}
+	wantIDs(t, "Claim after the head's ack", mustClaim(t, s, "hook", now.Add(3*time.Hour), 1, time.Minute), "i2")
+}
