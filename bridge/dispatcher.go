@@ -56,7 +56,7 @@ func (d *dispatcher) lease() time.Duration { return 2*d.cfg.Timeout + 5*time.Sec
 // period is over.
 func (d *dispatcher) run(ctx, sendCtx context.Context) {
 	slots := make(chan struct{}, max(d.cfg.Concurrency, 1))
-	rec := newRecorder(d.store, cap(slots))
+	rec := newRecorder(d.store, d.log, cap(slots))
 	var inflight sync.WaitGroup
 	defer rec.close() // after the deliveries in flight: their outcomes land
 	defer inflight.Wait()
@@ -96,7 +96,7 @@ func (d *dispatcher) run(ctx, sendCtx context.Context) {
 				// Shutdown, a pause or an open circuit: hand the rest
 				// back unchanged, claimable again at once.
 				for _, back := range batch[i:] {
-					rec.record(d.log, store.Outcome{Op: store.OpRetry, Delivery: back, Due: time.Now()})
+					rec.record(store.Outcome{Op: store.OpRetry, Delivery: back, Due: time.Now()})
 				}
 				break
 			}
@@ -154,14 +154,19 @@ func (d *dispatcher) waitForWork(ctx context.Context, wait time.Duration) bool {
 // deliver makes one attempt and records its outcome: ack on success, a
 // scheduled retry on a retryable failure, a dead letter otherwise.
 func (d *dispatcher) deliver(ctx context.Context, rec *recorder, dl store.Delivery) {
-	log := d.log.With("event_id", dl.EventID, "source", dl.Source, "key", dl.Key, "attempt", dl.Attempts+1)
+	// The delivery's logger is made only when something is logged: most
+	// deliveries succeed and log nothing.
+	attempt := dl // as it was before this attempt
+	log := func() *slog.Logger {
+		return d.log.With("event_id", attempt.EventID, "source", attempt.Source, "key", attempt.Key, "attempt", attempt.Attempts+1)
+	}
 	var ev Event
 	if err := json.Unmarshal(dl.Payload, &ev); err != nil {
 		dl.Attempts++
 		dl.LastError = fmt.Sprintf("decode stored event: %v", err)
-		rec.record(log, store.Outcome{Op: store.OpBury, Delivery: dl})
+		rec.record(store.Outcome{Op: store.OpBury, Delivery: dl})
 		d.metrics.failed(d.cfg.Name, DeliveryDead)
-		log.Error("dead-lettered an unreadable event", "err", err)
+		log().Error("dead-lettered an unreadable event", "err", err)
 		return
 	}
 	var sendErr error
@@ -176,14 +181,16 @@ func (d *dispatcher) deliver(ctx context.Context, rec *recorder, dl store.Delive
 		// Shutdown cut the attempt short: it does not count. The claim
 		// expires and the delivery is retried (after restart, at once).
 		d.gate.release()
-		log.Info("delivery interrupted by shutdown; it stays in the outbox")
+		log().Info("delivery interrupted by shutdown; it stays in the outbox")
 		return
 	}
 	if sendErr == nil {
 		d.breakerResult(true, false)
-		rec.record(log, store.Outcome{Op: store.OpAck, Delivery: dl})
+		rec.record(store.Outcome{Op: store.OpAck, Delivery: dl})
 		d.metrics.delivered(d.cfg.Name, ev.Time)
-		log.Debug("delivered")
+		if d.log.Enabled(ctx, slog.LevelDebug) {
+			log().Debug("delivered")
+		}
 		return
 	}
 	var de *DeliveryError
@@ -192,9 +199,9 @@ func (d *dispatcher) deliver(ctx context.Context, rec *recorder, dl store.Delive
 		// anything to it, keep the event, and say so loudly.
 		d.gate.disable("receiver answered 410 Gone")
 		d.gate.release()
-		rec.record(log, store.Outcome{Op: store.OpRetry, Delivery: dl, Due: time.Now()})
+		rec.record(store.Outcome{Op: store.OpRetry, Delivery: dl, Due: time.Now()})
 		d.metrics.failed(d.cfg.Name, DeliveryGone)
-		log.Error("receiver answered 410 Gone: sink disabled, events kept in the outbox until it is resumed", "err", sendErr)
+		log().Error("receiver answered 410 Gone: sink disabled, events kept in the outbox until it is resumed", "err", sendErr)
 		return
 	}
 	// A permanent refusal still proves the receiver is up.
@@ -205,18 +212,18 @@ func (d *dispatcher) deliver(ctx context.Context, rec *recorder, dl store.Delive
 	now := time.Now()
 	switch {
 	case IsPermanent(sendErr):
-		rec.record(log, store.Outcome{Op: store.OpBury, Delivery: dl})
+		rec.record(store.Outcome{Op: store.OpBury, Delivery: dl})
 		d.metrics.failed(d.cfg.Name, DeliveryDead)
-		log.Warn("delivery failed permanently; moved to dead letters", "err", sendErr)
+		log().Warn("delivery failed permanently; moved to dead letters", "err", sendErr)
 	case d.exhausted(dl, now):
-		rec.record(log, store.Outcome{Op: store.OpBury, Delivery: dl})
+		rec.record(store.Outcome{Op: store.OpBury, Delivery: dl})
 		d.metrics.failed(d.cfg.Name, DeliveryDead)
-		log.Warn("delivery retries exhausted; moved to dead letters", "err", sendErr, "attempts", dl.Attempts)
+		log().Warn("delivery retries exhausted; moved to dead letters", "err", sendErr, "attempts", dl.Attempts)
 	default:
 		wait := d.backoff(dl.Attempts, sendErr)
-		rec.record(log, store.Outcome{Op: store.OpRetry, Delivery: dl, Due: now.Add(wait)})
+		rec.record(store.Outcome{Op: store.OpRetry, Delivery: dl, Due: now.Add(wait)})
 		d.metrics.failed(d.cfg.Name, DeliveryRetry)
-		log.Info("delivery failed; will retry", "err", sendErr, "retry_in", wait.Round(time.Millisecond))
+		log().Info("delivery failed; will retry", "err", sendErr, "retry_in", wait.Round(time.Millisecond))
 	}
 }
 
@@ -273,21 +280,15 @@ const maxSettle = 512
 // with no delay to wait for company.
 type recorder struct {
 	store store.Store
-	queue chan pendingOutcome
+	log   *slog.Logger
+	queue chan store.Outcome
 	done  chan struct{}
-}
-
-// pendingOutcome is an outcome waiting to be recorded, with the logger of
-// its delivery.
-type pendingOutcome struct {
-	o   store.Outcome
-	log *slog.Logger
 }
 
 // newRecorder starts a recorder; queued outcomes beyond size make record
 // wait, which holds back the dispatcher when the store is slow.
-func newRecorder(st store.Store, size int) *recorder {
-	r := &recorder{store: st, queue: make(chan pendingOutcome, max(size, 1)), done: make(chan struct{})}
+func newRecorder(st store.Store, log *slog.Logger, size int) *recorder {
+	r := &recorder{store: st, log: log, queue: make(chan store.Outcome, max(size, 1)), done: make(chan struct{})}
 	go r.loop()
 	return r
 }
@@ -295,8 +296,8 @@ func newRecorder(st store.Store, size int) *recorder {
 // record queues the outcome of a finished attempt. Until it is recorded
 // the delivery keeps its claim; if recording fails the claim expires and
 // the event is attempted again: at least once, never lost.
-func (r *recorder) record(log *slog.Logger, o store.Outcome) {
-	r.queue <- pendingOutcome{o: o, log: log}
+func (r *recorder) record(o store.Outcome) {
+	r.queue <- o
 }
 
 // close records what is queued and stops the recorder. No record call may
@@ -308,7 +309,7 @@ func (r *recorder) close() {
 
 func (r *recorder) loop() {
 	defer close(r.done)
-	batch := make([]pendingOutcome, 0, maxSettle)
+	batch := make([]store.Outcome, 0, maxSettle)
 	for first := range r.queue {
 		batch = append(batch[:0], first)
 	fill:
@@ -328,16 +329,16 @@ func (r *recorder) loop() {
 }
 
 // settle records a batch and logs the outcomes that could not be.
-func (r *recorder) settle(batch []pendingOutcome) {
+func (r *recorder) settle(batch []store.Outcome) {
 	// Independent of shutdown, so that the outcomes still land.
 	ctx, cancel := context.WithTimeout(context.Background(), storeOpTimeout)
 	defer cancel()
-	outcomes := make([]store.Outcome, len(batch))
-	for i, p := range batch {
-		outcomes[i] = p.o
-	}
-	for i, err := range r.store.Settle(ctx, outcomes) {
-		log, what := batch[i].log, opName(batch[i].o.Op)
+	for i, err := range r.store.Settle(ctx, batch) {
+		if err == nil {
+			continue
+		}
+		dl, what := batch[i].Delivery, opName(batch[i].Op)
+		log := r.log.With("event_id", dl.EventID, "source", dl.Source, "key", dl.Key, "failed_attempts", dl.Attempts)
 		switch {
 		case err == nil:
 		case errors.Is(err, store.ErrNotFound):

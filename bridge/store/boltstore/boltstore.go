@@ -101,6 +101,10 @@ func Open(path string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open state file %s: %w", path, err)
 	}
+	// Commits that arrive within 2 ms share a transaction (see batch):
+	// long enough to gather the polls of one scheduler batch, short
+	// enough not to matter to a lone commit.
+	db.MaxBatchDelay = 2 * time.Millisecond
 	s := &Store{db: db, path: path, leases: map[string]lease{}}
 	if opts.ReadOnly {
 		err = db.View(checkSchema)
@@ -349,6 +353,22 @@ func (s *Store) update(ctx context.Context, fn func(tx *bolt.Tx) error) error {
 	}
 	return s.db.Update(func(tx *bolt.Tx) error {
 		// The write lock may have taken a while.
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		return fn(tx)
+	})
+}
+
+// batch runs fn in a write transaction shared with the other batch calls
+// made at about the same time (bolt.DB.Batch): the commits of many sources
+// polled together cost one fsync. fn may run twice (alone, after another
+// fn of its batch failed), so it must only act through tx.
+func (s *Store) batch(ctx context.Context, fn func(tx *bolt.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return s.db.Batch(func(tx *bolt.Tx) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}

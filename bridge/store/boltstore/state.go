@@ -76,7 +76,7 @@ func (s *Store) Commit(ctx context.Context, c store.Commit) error {
 		return fmt.Errorf("commit: %w", err)
 	}
 	now := time.Now()
-	err := s.update(ctx, func(tx *bolt.Tx) error {
+	err := s.batch(ctx, func(tx *bolt.Tx) error {
 		sb, err := tx.Bucket([]byte(bucketSources)).CreateBucketIfNotExists([]byte(c.Source))
 		if err != nil {
 			return fmt.Errorf("create source bucket: %w", err)
