@@ -11,12 +11,14 @@ import (
 
 // Bench runs the same benchmarks against a backend: one poll's commit
 // (Commit1000Items), loading a large source (Load10000Items), and the
-// dispatch path of one delivery (ClaimAck). open returns a fresh, empty
+// dispatch path of one delivery (ClaimAck) and of a batch of 64 as the
+// dispatcher runs it under load (ClaimSettle64). open returns a fresh, empty
 // store that it closes when b ends.
 func Bench(b *testing.B, open func(b *testing.B) store.Store) {
 	b.Run("Commit1000Items", func(b *testing.B) { benchCommit(b, open(b)) })
 	b.Run("Load10000Items", func(b *testing.B) { benchLoad(b, open(b)) })
 	b.Run("ClaimAck", func(b *testing.B) { benchClaimAck(b, open(b)) })
+	b.Run("ClaimSettle64", func(b *testing.B) { benchClaimSettle(b, open(b)) })
 }
 
 func benchItem(i, round int) store.Item {
@@ -88,4 +90,43 @@ func benchClaimAck(b *testing.B, s store.Store) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// benchClaimSettle: one Claim of 64 deliveries of distinct items and one
+// Settle acking them all (their commit is not timed); reports the cost per
+// delivery.
+func benchClaimSettle(b *testing.B, s store.Store) {
+	const batch = 64
+	ctx := b.Context()
+	gen := uint64(0)
+	payload := json.RawMessage(`{"type":"item.updated","data":{"id":1,"status":"paid","amount":1042,"currency":"EUR"}}`)
+	b.ReportAllocs()
+	for b.Loop() {
+		b.StopTimer()
+		c := store.Commit{Source: "bench", Generation: gen}
+		for i := range batch {
+			id := fmt.Sprintf("g%d-d%d", gen, i)
+			c.Deliveries = append(c.Deliveries, store.Delivery{ID: id, EventID: id, Sink: "hook", Source: "bench",
+				Key: fmt.Sprintf("item-%05d", i), Payload: payload})
+		}
+		if err := s.Commit(ctx, c); err != nil {
+			b.Fatal(err)
+		}
+		gen++
+		b.StartTimer()
+		ds, err := s.Claim(ctx, "hook", time.Now(), batch, time.Minute)
+		if err != nil || len(ds) != batch {
+			b.Fatalf("Claim: %d, %v", len(ds), err)
+		}
+		outcomes := make([]store.Outcome, len(ds))
+		for i, d := range ds {
+			outcomes[i] = store.Outcome{Op: store.OpAck, Delivery: d}
+		}
+		for _, err := range s.Settle(ctx, outcomes) {
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/batch, "ns/delivery")
 }
