@@ -5,13 +5,16 @@
 // The data flow of one cron tick:
 //
 //	scheduler (robfig/cron, per-source offset on a shared grid)
-//	  → ticker: source backoff, poll lease for the tick (Store.TryLease)
-//	  → poller: Store.LoadMeta, Source.Fetch (304 / same body: stop here),
+//	  → ticker: source backoff, lease jitter (shared stores only)
+//	  → poller: Store.StartPoll (the tick's lease and the source's meta in
+//	    one call), Source.Fetch (304 / same body: stop here),
 //	    Store.Load, Diff (fingerprints, watch/ignore, delete_after, mass-
 //	    deletion guard), events and filter selection, per-sink routes
 //	  → Store.Commit (new items + outbox deliveries, one atomic step)
 //	  → dispatcher (one per sink): gate (circuit breaker, pause, 410), rate
-//	    limit, Store.Claim, Sink.Send, Ack / Retry / Bury
+//	    limit, Store.Claim (up to a batch ahead of the free slots),
+//	    Sink.Send, then a recorder settles the outcomes (ack, retry, bury)
+//	    that finished together in one Store.Settle
 //
 // The seams are small interfaces: Source (sources/), Sink (sinks/) and
 // store.Store (bridge/store/). main.go wires concrete ones into an Engine;
