@@ -280,6 +280,14 @@ func unlink(tx *bolt.Tx, r *record, now time.Time) error {
 // item is outstanding it becomes the head: due/<sink> gets its entry at
 // r.at. It saves r.
 func enqueue(tx *bolt.Tx, r *record) error {
+	if err := enqueueIndexes(tx, r); err != nil {
+		return err
+	}
+	return putRecord(outbox(tx), r)
+}
+
+// enqueueIndexes is enqueue without saving r.
+func enqueueIndexes(tx *bolt.Tx, r *record) error {
 	fifo, err := sinkBucket(tx, bucketFifo, r.d.Sink, true)
 	if err != nil {
 		return err
@@ -300,7 +308,7 @@ func enqueue(tx *bolt.Tx, r *record) error {
 			return fmt.Errorf("queue delivery %q: %w", r.d.ID, err)
 		}
 	}
-	return putRecord(outbox(tx), r)
+	return nil
 }
 
 // putLive gives a live record its entry in live/<sink>, at its Due.
