@@ -43,13 +43,18 @@ func (s *Store) syncIndex(ctx context.Context, entries []indexEntry, register ..
 	return nil
 }
 
-// maybeRepair runs the repair pass when this Store's turn has come (at most
-// once per repairEvery) and no other Store sharing the prefix repaired
+// maybeRepair starts the repair pass when this Store's turn has come (at
+// most once per repairEvery) and no other Store sharing the prefix repaired
 // within the last 90% of repairEvery. The turn is shorter than the interval
 // so that the Store that repaired last always gets the next turn unless
 // another one took it first: the fleet repairs at least once per interval
-// while that Store keeps claiming.
+// while that Store keeps claiming. The pass runs in the background: its
+// cost grows with the number of sources, and claims must not wait for it.
+// It returns the failure of the previous pass, once.
 func (s *Store) maybeRepair(ctx context.Context) error {
+	if errp := s.repairErr.Swap(nil); errp != nil {
+		return *errp
+	}
 	now := time.Now().UnixNano()
 	next := s.nextRepair.Load()
 	if now < next || !s.nextRepair.CompareAndSwap(next, now+int64(s.repairEvery)) {
@@ -64,12 +69,16 @@ func (s *Store) maybeRepair(ctx context.Context) error {
 	if !ok {
 		return nil
 	}
-	if err := s.repair(ctx); err != nil {
-		s.nextRepair.Store(0)
-		// Give the turn back so that another Store can try at once.
-		s.sc.unlease.Run(context.WithoutCancel(ctx), s.rdb, []string{s.repairKey()}, s.owner)
-		return err
-	}
+	s.repairs.Go(func() {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), turn)
+		defer cancel()
+		if err := s.repair(rctx); err != nil {
+			s.nextRepair.Store(0)
+			s.repairErr.Store(&err)
+			// Give the turn back so that another Store can try at once.
+			s.sc.unlease.Run(context.WithoutCancel(ctx), s.rdb, []string{s.repairKey()}, s.owner)
+		}
+	})
 	return nil
 }
 

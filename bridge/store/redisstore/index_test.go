@@ -132,6 +132,7 @@ func TestClaimCostIgnoresIdleSources(t *testing.T) {
 	if _, err := s.Claim(ctx, "hook", time.Now(), 1, time.Minute); err != nil { // the first repair
 		t.Fatal(err)
 	}
+	s.repairs.Wait() // it runs in the background
 	gen := map[string]uint64{}
 	commit := func(src string, ds ...store.Delivery) {
 		t.Helper()

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -68,6 +69,10 @@ type Store struct {
 
 	// nextRepair is when (UnixNano) Claim next tries a repair pass.
 	nextRepair atomic.Int64
+	// repairs tracks the repair pass running in the background, and
+	// repairErr keeps its failure for the next Claim to report.
+	repairs   sync.WaitGroup
+	repairErr atomic.Pointer[error]
 	// skipSync, a test hook, makes Commit leave the ready index alone, as
 	// a replica that crashes right after the commit would.
 	skipSync atomic.Bool
@@ -177,8 +182,9 @@ func (s *Store) Ping(ctx context.Context) error {
 	return nil
 }
 
-// Close closes the connections to Redis.
+// Close waits for a running repair pass and closes the connections to Redis.
 func (s *Store) Close() error {
+	s.repairs.Wait()
 	if err := s.rdb.Close(); err != nil {
 		return fmt.Errorf("close redis store: %w", err)
 	}
