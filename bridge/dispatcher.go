@@ -67,11 +67,11 @@ func (d *dispatcher) run(ctx, sendCtx context.Context) {
 			return
 		}
 		// Only this loop takes slots, so the free ones stay free. While
-		// the sink is healthy, claim a further batch ahead: it is sent as
-		// slots free up, so one claim (a store write) serves many
-		// deliveries instead of the one or two slots freed meanwhile.
+		// the sink is healthy, claim up to two more batches ahead: they
+		// are sent as slots free up, so one claim (a store write) serves
+		// many deliveries instead of the one or two slots freed meanwhile.
 		free := 1 + cap(slots) - len(slots)
-		n, probe, wait := d.gate.admit(time.Now(), free+cap(slots))
+		n, probe, wait := d.gate.admit(time.Now(), free+2*cap(slots))
 		if n == 0 {
 			<-slots
 			if !d.waitForWork(ctx, wait) {
