@@ -143,11 +143,11 @@ func (s *Store) Bury(ctx context.Context, d store.Delivery) error {
 	return nil
 }
 
-// Settle implements store.Store: the settle scripts of every outcome go in
-// one pipeline (one round trip), and the ready-index updates they call for
-// in a second. An outcome whose delivery is not where its Source and Sink
-// say (or that names none) is settled on its own, as Ack, Retry or Bury
-// would.
+// Settle implements store.Store. The outcomes of one (source, sink) are
+// settled by one script, and the scripts of every pair go in one pipeline
+// (one round trip); the ready-index updates they call for go in a second.
+// An outcome whose delivery is not where its Source and Sink say (or that
+// names none) is settled on its own, as Ack, Retry or Bury would.
 func (s *Store) Settle(ctx context.Context, outcomes []store.Outcome) []error {
 	errs := make([]error, len(outcomes))
 	if err := ctx.Err(); err != nil {
@@ -161,7 +161,9 @@ func (s *Store) Settle(ctx context.Context, outcomes []store.Outcome) []error {
 		atMs            int64
 	}
 	calls := make([]call, len(outcomes))
-	cmds := make([]*redis.Cmd, len(outcomes))
+	type pair struct{ source, sink string }
+	groups := map[pair][]int{} // outcome indexes, in order
+	var order []pair
 	now := time.Now()
 	for i, o := range outcomes {
 		switch o.Op {
@@ -177,55 +179,73 @@ func (s *Store) Settle(ctx context.Context, outcomes []store.Outcome) []error {
 			calls[i] = call{op: "bury", at: nanoString(now), atMs: ceilMs(now), lastErr: o.Delivery.LastError}
 		default:
 			errs[i] = fmt.Errorf("settle %q: unknown op %d", o.Delivery.ID, o.Op)
+			continue
 		}
+		d := o.Delivery
+		if d.ID == "" || d.Source == "" || d.Sink == "" {
+			continue // settled on its own below
+		}
+		k := pair{d.Source, d.Sink}
+		if _, ok := groups[k]; !ok {
+			order = append(order, k)
+		}
+		groups[k] = append(groups[k], i)
 	}
 	// A delivery this makes due is due now, in whole milliseconds rounded
 	// down: a Claim right after sees it.
 	due := now.Truncate(time.Millisecond)
+	cmds := make([]*redis.Cmd, len(order))
 	// A failed pipeline leaves its error in every command it did not run.
 	_, _ = s.pipeScripts(ctx, func(p redis.Pipeliner) {
-		for i, o := range outcomes {
-			d := o.Delivery
-			if errs[i] != nil || d.ID == "" || d.Source == "" || d.Sink == "" {
-				cmds[i] = nil
-				continue
+		for g, k := range order {
+			keys := []string{s.headKey(k.source), s.outKey(k.source), s.dueKey(k.source, k.sink), s.deadKey(k.source, k.sink),
+				s.fifoKey(k.source, k.sink), s.liveKey(k.source, k.sink)}
+			args := []any{k.sink, nanoString(due), floorMs(due)}
+			for _, i := range groups[k] {
+				c := calls[i]
+				args = append(args, c.op, outcomes[i].Delivery.ID, outcomes[i].Delivery.Attempts, c.at, c.atMs, c.lastErr)
 			}
-			keys := []string{s.headKey(d.Source), s.outKey(d.Source), s.dueKey(d.Source, d.Sink), s.deadKey(d.Source, d.Sink),
-				s.fifoKey(d.Source, d.Sink), s.liveKey(d.Source, d.Sink)}
-			c := calls[i]
-			cmds[i] = s.sc.settle.EvalSha(ctx, p, keys, c.op, d.ID, d.Sink, d.Attempts, c.at, c.atMs, c.lastErr,
-				nanoString(due), floorMs(due))
+			cmds[g] = s.sc.settleMany.EvalSha(ctx, p, keys, args...)
 		}
 	})
+	settled := make([]bool, len(outcomes))
 	var entries []indexEntry
-	for i, o := range outcomes {
-		if errs[i] != nil {
+	for g, k := range order {
+		idx := groups[k]
+		res, err := cmds[g].StringSlice()
+		if err == nil && len(res) != len(idx)+3 {
+			err = fmt.Errorf("unexpected script reply %q", res)
+		}
+		if err != nil {
+			for _, i := range idx {
+				errs[i], settled[i] = fmt.Errorf("%s %q: %w", calls[i].op, outcomes[i].Delivery.ID, err), true
+			}
 			continue
 		}
-		d, c := o.Delivery, calls[i]
-		if cmds[i] != nil {
-			res, err := cmds[i].StringSlice()
-			switch {
-			case err != nil:
-				errs[i] = fmt.Errorf("%s %q: %w", c.op, d.ID, err)
-				continue
-			case len(res) == 4 && res[0] == "ok":
-				if c.op == "retry" || res[3] == "1" {
-					entries = append(entries, indexEntry{d.Source, d.Sink, res[1], res[2]})
-				}
-				continue
-			case len(res) == 1 && res[0] == "dead":
-				errs[i] = fmt.Errorf("%s %q: it is a dead letter: %w", c.op, d.ID, store.ErrNotFound)
-				continue
+		for n, i := range idx {
+			switch code := res[n]; {
+			case code == "ok":
+				settled[i] = true
+			case code == "dead":
+				errs[i], settled[i] = fmt.Errorf("%s %q: it is a dead letter: %w", calls[i].op, outcomes[i].Delivery.ID, store.ErrNotFound), true
 			}
-			// Not where Source and Sink say: look for it.
+			// "missing" or "sink:...": not where Source and Sink say.
 		}
-		if err := s.settle(ctx, c.op, d, c.at, c.atMs, c.lastErr); err != nil {
-			errs[i] = fmt.Errorf("%s %q: %w", c.op, d.ID, err)
+		if ver, earliest, sync := res[len(idx)], res[len(idx)+1], res[len(idx)+2]; sync == "1" && ver != "" {
+			entries = append(entries, indexEntry{k.source, k.sink, ver, earliest})
 		}
 	}
 	if len(entries) > 0 {
 		_ = s.syncIndex(ctx, entries) // else repaired later
+	}
+	for i, o := range outcomes {
+		if errs[i] != nil || settled[i] {
+			continue
+		}
+		c := calls[i]
+		if err := s.settle(ctx, c.op, o.Delivery, c.at, c.atMs, c.lastErr); err != nil {
+			errs[i] = fmt.Errorf("%s %q: %w", c.op, o.Delivery.ID, err)
+		}
 	}
 	return errs
 }

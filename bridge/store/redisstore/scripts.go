@@ -267,6 +267,68 @@ local v = bump(KEYS[1], sink)
 return {'ok', v, earliest(KEYS[3]), promoted}
 `
 
+// settleManyLua settles several deliveries of one (source, sink) in one
+// call, as settleLua does each, and bumps the pair's index version once.
+// KEYS: as settleLua. ARGV: sink, now (UnixNano), now (ms), then per
+// delivery six values: op, id, attempts, at, at (ms), last error. It
+// returns one code per delivery ('ok', 'missing', 'dead' or 'sink:' and the
+// record's sink; only 'ok' changed anything), then the new index version,
+// the earliest due score and '1' when a retry or a promotion calls for an
+// index update, else '0'.
+const settleManyLua = luaPrelude + `
+local sink, nowNano, nowMs = ARGV[1], ARGV[2], ARGV[3]
+local function one(op, id, attempts, at, atMs, lastErr)
+  local r = redis.call('HGET', KEYS[2], id)
+  if not r then return 'missing', false end
+  local f = parse(r)
+  if f[6] ~= sink then return 'sink:' .. f[6], false end
+  if f[4] ~= '' then return 'dead', false end
+  local m, fm = member(f[1], id), fmember(f[10], f[1], id)
+  local head = redis.call('ZSCORE', KEYS[3], m) and true or false
+  local waits = (not head) and redis.call('ZSCORE', KEYS[5], fm) and true or false
+  local was = retrying(f[2]) and 1 or 0
+  if op == 'retry' then
+    f[2], f[3], f[5] = attempts, at, lastErr
+    redis.call('HSET', KEYS[2], id, build(f))
+    if not waits then redis.call('ZADD', KEYS[3], atMs, m) end
+    redis.call('ZADD', KEYS[6], atMs, m)
+    counter(KEYS[1], sink, (retrying(f[2]) and 1 or 0) - was)
+    return 'ok', true
+  end
+  redis.call('ZREM', KEYS[3], m)
+  redis.call('ZREM', KEYS[5], fm)
+  redis.call('ZREM', KEYS[6], m)
+  if waits then waiting(KEYS[1], sink, -1) end
+  counter(KEYS[1], sink, -was)
+  if op == 'ack' then
+    redis.call('HDEL', KEYS[2], id)
+  else
+    f[2], f[4], f[5] = attempts, at, lastErr
+    redis.call('HSET', KEYS[2], id, build(f))
+    redis.call('ZADD', KEYS[4], atMs, m)
+  end
+  if head and promote(KEYS[1], KEYS[2], KEYS[3], KEYS[5], KEYS[6], sink, f[10], nowNano, nowMs) == '1' then
+    return 'ok', true
+  end
+  return 'ok', false
+end
+local out, sync, any = {}, '0', false
+for i = 4, #ARGV, 6 do
+  local code, changed = one(ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5])
+  out[#out + 1] = code
+  if code == 'ok' then any = true end
+  if changed then sync = '1' end
+end
+if any then
+  out[#out + 1] = bump(KEYS[1], sink)
+else
+  out[#out + 1] = ''
+end
+out[#out + 1] = earliest(KEYS[3])
+out[#out + 1] = sync
+return out
+`
+
 // replayLua moves dead letters of one (source, sink) back into the outbox.
 // KEYS: head, out, due, dead, FIFO, live. ARGV: sink, now (UnixNano), now (ms),
 // then the ids; no ids means every dead letter. With ids it moves all or
@@ -432,7 +494,7 @@ return 0
 
 // scripts holds the Store's compiled scripts.
 type scripts struct {
-	commit, claim, settle, replay, peek, stats, live, dead, sync, lease, unlease, startPoll *redis.Script
+	commit, claim, settle, settleMany, replay, peek, stats, live, dead, sync, lease, unlease, startPoll *redis.Script
 }
 
 func newScripts() *scripts {
@@ -449,14 +511,15 @@ func newScripts() *scripts {
 		lease:   redis.NewScript(leaseLua),
 		unlease: redis.NewScript(unleaseLua),
 
-		startPoll: redis.NewScript(startPollLua),
+		startPoll:  redis.NewScript(startPollLua),
+		settleMany: redis.NewScript(settleManyLua),
 	}
 }
 
 // load loads every script on every node (after a restart or failover the
 // script cache is empty).
 func (sc *scripts) load(ctx context.Context, c redis.Scripter) error {
-	for _, s := range []*redis.Script{sc.commit, sc.claim, sc.settle, sc.replay, sc.peek, sc.stats, sc.live, sc.dead, sc.sync, sc.lease, sc.unlease, sc.startPoll} {
+	for _, s := range []*redis.Script{sc.commit, sc.claim, sc.settle, sc.replay, sc.peek, sc.stats, sc.live, sc.dead, sc.sync, sc.lease, sc.unlease, sc.startPoll, sc.settleMany} {
 		if err := s.Load(ctx, c).Err(); err != nil {
 			return fmt.Errorf("load scripts: %w", err)
 		}
