@@ -29,7 +29,10 @@ const DefaultTimeout = time.Second
 // schemaVersion is the layout version written to the pollbridge bucket.
 // Version 1 had no fifo bucket (no per-item order), version 2 no live
 // bucket; Open upgrades both, and a read-only Open reads them as they are.
-const schemaVersion = 3
+// Version 3 kept a claim's due time in the record, version 4 keeps it in
+// claimed/ (older claims, with an empty value, still read right); an older
+// pollbridge refuses a version 4 file rather than misread its claims.
+const schemaVersion = 4
 
 // Bucket and key names; see the package doc for the layout.
 const (
@@ -205,7 +208,7 @@ func schema(tx *bolt.Tx) (uint64, error) {
 	return n, nil
 }
 
-// initialize creates the buckets, upgrades a version 1 or 2 layout and
+// initialize creates the buckets, upgrades a version 1, 2 or 3 layout and
 // releases abandoned claims.
 func (s *Store) initialize(tx *bolt.Tx) error {
 	if tx.Bucket([]byte(bucketRoot)) == nil && firstBucket(tx) != "" {
@@ -235,9 +238,13 @@ func (s *Store) initialize(tx *bolt.Tx) error {
 				return fmt.Errorf("upgrade schema: %w", err)
 			}
 		}
-		if err := upgradeLive(tx); err != nil {
-			return fmt.Errorf("upgrade schema: %w", err)
+		if version < 3 {
+			if err := upgradeLive(tx); err != nil {
+				return fmt.Errorf("upgrade schema: %w", err)
+			}
 		}
+		// Version 3 to 4 changes nothing stored: getRecord reads both
+		// kinds of claims.
 		if err := root.Put([]byte(keySchema), binary.BigEndian.AppendUint64(nil, schemaVersion)); err != nil {
 			return fmt.Errorf("upgrade schema: %w", err)
 		}
@@ -319,10 +326,10 @@ func releaseClaims(tx *bolt.Tx) error {
 	}
 	ob := outbox(tx)
 	for _, id := range ids {
+		r, err := getRecord(ob, id) // before the claim goes: it says where the due entry is
 		if err := claimed.Delete(id); err != nil {
 			return fmt.Errorf("release claims: %w", err)
 		}
-		r, err := getRecord(ob, id)
 		if err != nil {
 			if errors.Is(err, store.ErrNotFound) {
 				continue

@@ -9,7 +9,7 @@
 //
 // Layout of the file (all integers big-endian):
 //
-//	pollbridge                   schema = 3
+//	pollbridge                   schema = 4
 //	sources/<source>/gen         8-byte generation
 //	sources/<source>/items/<key> uvarint len(fp) | fp | item JSON
 //	sources/<source>/meta/<name> value
@@ -19,7 +19,9 @@
 //	due/<sink>/<at|seq>          flag | delivery ID
 //	dead/<sink>/<at|seq>         delivery ID
 //	live/<sink>/<at|seq>         delivery ID; at is the delivery's Due
-//	claimed/<delivery ID>        empty; the delivery's due entry is a lease
+//	claimed/<delivery ID>        8-byte at of the delivery's due entry, which
+//	                             is a lease (a claim does not rewrite the
+//	                             record; schema 3 left it empty)
 //
 // at is a time as UnixNano with the sign bit flipped, so keys sort by time;
 // seq is the outbox's sequence, assigned in commit order (and afresh when a

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
@@ -46,10 +47,12 @@ func (s *Store) Claim(ctx context.Context, sink string, now time.Time, max int, 
 			if err != nil {
 				return err
 			}
-			if err := moveDue(tx, r, until); err != nil {
+			// The record is not rewritten: claimed/ keeps where its due
+			// entry went (see getRecord).
+			if err := moveDueIndex(tx, r, until); err != nil {
 				return err
 			}
-			if err := claimed.Put(id, []byte{}); err != nil {
+			if err := claimed.Put(id, binary.BigEndian.AppendUint64(nil, uint64(until))); err != nil {
 				return fmt.Errorf("mark %q claimed: %w", id, err)
 			}
 			out = append(out, r.d)
@@ -644,6 +647,9 @@ func sinkBucket(tx *bolt.Tx, parent, sink string, create bool) (*bolt.Bucket, er
 	return b, nil
 }
 
+// getRecord reads the record of delivery id. For a claimed delivery, the
+// time of its due entry comes from claimed/ (Claim does not rewrite the
+// record); a claim made by schema 3 left it empty and the record right.
 func getRecord(ob *bolt.Bucket, id []byte) (*record, error) {
 	if ob == nil || len(id) == 0 {
 		return nil, store.ErrNotFound
@@ -652,7 +658,16 @@ func getRecord(ob *bolt.Bucket, id []byte) (*record, error) {
 	if v == nil {
 		return nil, store.ErrNotFound
 	}
-	return decodeRecord(v)
+	r, err := decodeRecord(v)
+	if err != nil {
+		return nil, err
+	}
+	if claimed := ob.Tx().Bucket([]byte(bucketClaimed)); claimed != nil {
+		if at := claimed.Get(id); len(at) == 8 {
+			r.at = int64(binary.BigEndian.Uint64(at))
+		}
+	}
+	return r, nil
 }
 
 // liveRecord returns the record of a delivery that is in the outbox and not
@@ -681,6 +696,14 @@ func putRecord(ob *bolt.Bucket, r *record) error {
 
 // moveDue moves a live record's due entry to time at and saves the record.
 func moveDue(tx *bolt.Tx, r *record, at int64) error {
+	if err := moveDueIndex(tx, r, at); err != nil {
+		return err
+	}
+	return putRecord(outbox(tx), r)
+}
+
+// moveDueIndex is moveDue without saving the record.
+func moveDueIndex(tx *bolt.Tx, r *record, at int64) error {
 	due, err := sinkBucket(tx, bucketDue, r.d.Sink, true)
 	if err != nil {
 		return err
@@ -692,7 +715,7 @@ func moveDue(tx *bolt.Tx, r *record, at int64) error {
 	if err := due.Put(r.key(), r.dueValue()); err != nil {
 		return fmt.Errorf("move delivery %q: %w", r.d.ID, err)
 	}
-	return putRecord(outbox(tx), r)
+	return nil
 }
 
 type deadKey struct {

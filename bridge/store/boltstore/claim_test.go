@@ -1,0 +1,80 @@
+package boltstore
+
+import (
+	"encoding/binary"
+	"path/filepath"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/pollbridge/pollbridge/bridge/store"
+)
+
+// A claim made by schema 3 (the record rewritten with the lease's time, an
+// empty claimed/ entry) is still released at open and settled right: the
+// delivery comes back exactly once and leaves no stray due entry.
+func TestSchema3ClaimIsReadRight(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	s := openPath(t, path, Options{})
+	if err := s.Commit(t.Context(), store.Commit{Source: "s", Generation: 0,
+		Deliveries: []store.Delivery{itemDelivery("a1", "A"), itemDelivery("b1", "B")}}); err != nil {
+		t.Fatal(err)
+	}
+	got := claimIDs(t, s, time.Now())
+	if len(got) != 2 {
+		t.Fatalf("Claim = %v, want a1 and b1", got)
+	}
+	closeStore(t, s)
+
+	// Rewrite the claims as schema 3 kept them.
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		claimed, ob := tx.Bucket([]byte(bucketClaimed)), outbox(tx)
+		for _, id := range []string{"a1", "b1"} {
+			r, err := getRecord(ob, []byte(id)) // at: the lease's end, from claimed/
+			if err != nil {
+				return err
+			}
+			if err := putRecord(ob, r); err != nil {
+				return err
+			}
+			if err := claimed.Put([]byte(id), []byte{}); err != nil {
+				return err
+			}
+		}
+		return tx.Bucket([]byte(bucketRoot)).Put([]byte(keySchema), binary.BigEndian.AppendUint64(nil, 3))
+	})
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	s = openPath(t, path, Options{})
+	again := claimIDs(t, s, time.Now())
+	if len(again) != 2 {
+		t.Fatalf("Claim after reopening = %v, want a1 and b1 released", again)
+	}
+	if err := s.Ack(t.Context(), again[0]); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Retry(t.Context(), again[1], time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	later := claimIDs(t, s, time.Now().Add(time.Hour))
+	if len(later) != 1 || later[0].ID != again[1].ID {
+		t.Fatalf("Claim an hour later = %v, want only the retried %s (no stray due entries)", later, again[1].ID)
+	}
+	err = s.db.View(func(tx *bolt.Tx) error {
+		if v, err := schema(tx); err != nil || v != schemaVersion {
+			t.Errorf("schema after open = %d, %v; want %d", v, err, schemaVersion)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
