@@ -166,8 +166,9 @@
 //	             (a full 200 answer every poll), 20 s window; poll floor.
 //	notmodified  the same with ETag: 304 answers; cond floor.
 //	fleet        1,000 sources × 100 items @every 1s, 1% of the items
-//	             changing every second (1,000 mutations/s), 30 s window,
-//	             then every webhook checked.
+//	             changing every second (1,000 mutations/s), sink
+//	             concurrency 64 (the default 4 cannot carry 1,000 changes
+//	             a second), 30 s window, then every webhook checked.
 //	drain        100 sources × 1,000 items with emit_initial behind a paused
 //	             sink (concurrency 64): 100,000 item.created queued, then
 //	             the sink resumed and the drain timed; post floor.
@@ -176,8 +177,8 @@
 //	             changed (sink paused meanwhile), against the oneshot floor.
 //	million      1,000 sources × 1,000 items polled once through the admin
 //	             API: pollbridge's peak RSS, Redis bytes per tracked item,
-//	             the bbolt file's bytes per item; and the same without item
-//	             bodies if bridge/config offers a keep_bodies-like option.
+//	             the bbolt file's bytes per item; and the same with
+//	             keep_bodies: false (fingerprints only).
 //
 // Sources the harness polls itself have the schedule @every 8760h, whose
 // first tick is a stable random moment of the coming year.

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -560,13 +559,8 @@ func (e *env) runMillion(ctx context.Context, res *result, backend string, sc sc
 	total := sc.Sources * sc.Items
 	res.Setup = fmt.Sprintf("%d sources × %d items (%s tracked items, one page each), baseline polls through the admin API, 4 at a time",
 		sc.Sources, sc.Items, fmtNum(float64(total)))
-	variants := []string{""}
-	if opt := bodiesOption(e.repo); opt != "" {
-		variants = append(variants, opt)
-	} else {
-		res.note("no per-source option to keep items without their bodies was found in bridge/config (looked for keep_bodies, store_bodies, keep_items, store_items): figures are with bodies only")
-	}
-	for _, opt := range variants {
+	// With item bodies (the default), then with keep_bodies: false.
+	for _, opt := range []string{"", "keep_bodies"} {
 		name, label, extra := scMillion, "with bodies", ""
 		if opt != "" {
 			// A rig of its own: a fresh state file and Redis prefix.
@@ -641,26 +635,6 @@ func (e *env) millionVariant(ctx context.Context, res *result, name, backend str
 		}
 	}
 	return nil
-}
-
-// bodiesOption returns the YAML name of a per-source option that keeps
-// items without their bodies, if bridge/config has one.
-func bodiesOption(repo string) string {
-	re := regexp.MustCompile(`yaml:"((?:keep|store)_(?:bodies|items|item_bodies))"`)
-	files, _ := filepath.Glob(filepath.Join(repo, "bridge", "config", "*.go"))
-	for _, f := range files {
-		if strings.HasSuffix(f, "_test.go") {
-			continue
-		}
-		b, err := os.ReadFile(f)
-		if err != nil {
-			continue
-		}
-		if m := re.FindSubmatch(b); m != nil {
-			return string(m[1])
-		}
-	}
-	return ""
 }
 
 // countLines counts the lines of file that contain s (0 if unreadable).
