@@ -70,8 +70,15 @@ func (d *dispatcher) run(ctx, sendCtx context.Context) {
 		// the sink is healthy, claim up to two more batches ahead: they
 		// are sent as slots free up, so one claim (a store write) serves
 		// many deliveries instead of the one or two slots freed meanwhile.
+		// A rate-limited sink claims no further than its free slots: a
+		// delivery waiting for the limiter holds its claim, and a long wait
+		// must not outlast the claim's lease.
 		free := 1 + cap(slots) - len(slots)
-		n, probe, wait := d.gate.admit(time.Now(), free+2*cap(slots))
+		want := free + 2*cap(slots)
+		if d.limit != nil {
+			want = free
+		}
+		n, probe, wait := d.gate.admit(time.Now(), want)
 		if n == 0 {
 			<-slots
 			if !d.waitForWork(ctx, wait) {
