@@ -70,9 +70,8 @@ func (d *dispatcher) run(ctx, sendCtx context.Context) {
 		// the sink is healthy, claim up to two more batches ahead: they
 		// are sent as slots free up, so one claim (a store write) serves
 		// many deliveries instead of the one or two slots freed meanwhile.
-		// A rate-limited sink claims no further than its free slots: a
-		// delivery waiting for the limiter holds its claim, and a long wait
-		// must not outlast the claim's lease.
+		// A rate-limited sink claims no further than its free slots,
+		// and only as many as the limiter lets go now (below).
 		free := 1 + cap(slots) - len(slots)
 		want := free + 2*cap(slots)
 		if d.limit != nil {
@@ -85,6 +84,25 @@ func (d *dispatcher) run(ctx, sendCtx context.Context) {
 				return
 			}
 			continue
+		}
+		if d.limit != nil {
+			// The rate limit is paid before claiming, never while a
+			// claim is held: a long wait must not outlast the lease.
+			if d.limit.Wait(ctx) != nil {
+				if probe {
+					d.gate.release()
+				}
+				return
+			}
+			if !probe && !d.gate.active() { // paused meanwhile
+				<-slots
+				continue
+			}
+			extra := min(n-1, int(d.limit.Tokens()))
+			if extra > 0 && !d.limit.AllowN(time.Now(), extra) {
+				extra = 0
+			}
+			n = 1 + extra
 		}
 		batch, err := d.store.Claim(ctx, d.cfg.Name, time.Now(), n, d.lease())
 		d.reportStoreErr(err)
@@ -176,14 +194,9 @@ func (d *dispatcher) deliver(ctx context.Context, rec *recorder, dl store.Delive
 		log().Error("dead-lettered an unreadable event", "err", err)
 		return
 	}
-	var sendErr error
-	if d.limit != nil {
-		sendErr = d.limit.Wait(ctx)
-	}
-	if sendErr == nil {
-		d.metrics.attempt(d.cfg.Name)
-		sendErr = d.sink.Send(ctx, &ev)
-	}
+	// A rate limit was paid when the delivery was claimed (see run).
+	d.metrics.attempt(d.cfg.Name)
+	sendErr := d.sink.Send(ctx, &ev)
 	if sendErr != nil && ctx.Err() != nil {
 		// Shutdown cut the attempt short: it does not count. The claim
 		// expires and the delivery is retried (after restart, at once).

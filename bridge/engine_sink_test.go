@@ -2,6 +2,7 @@ package bridge_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -75,4 +76,32 @@ func TestEngineGoneDisablesSink(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, "delivery after resume", func() bool { return len(r.deliveries()) == 2 })
+}
+
+// A sink's rate limit spaces its deliveries (bursts up to its concurrency)
+// and still delivers every event: the limit is paid before claiming.
+func TestEngineSinkRateLimit(t *testing.T) {
+	a, r := newAPI(t), newReceiver(t)
+	cfg := strings.Replace(oneSource(a.URL, r.URL, ""), "retry: {initial_backoff: 20ms, max_backoff: 100ms}",
+		"retry: {initial_backoff: 20ms, max_backoff: 100ms}\n    rate_limit: 10\n    concurrency: 2", 1)
+	h := start(t, cfg)
+	h.poll(t, "orders")
+	const events = 12
+	for i := range events {
+		a.set(fmt.Sprint(i), nil)
+	}
+	committed := time.Now()
+	h.poll(t, "orders")
+	eventually(t, "every event delivered", func() bool { return len(r.deliveries()) == events })
+	// 2 at once (the burst), then 10 more at 10 a second: about 1 s.
+	if took := time.Since(committed); took < 900*time.Millisecond {
+		t.Errorf("%d events delivered in %v with rate_limit 10/s and burst 2; want about 1s or more", events, took)
+	}
+	ids := map[string]bool{}
+	for _, d := range r.deliveries() {
+		if ids[d.ID] {
+			t.Errorf("event %s delivered twice", d.ID)
+		}
+		ids[d.ID] = true
+	}
 }
