@@ -50,11 +50,10 @@ func (s *Store) syncIndex(ctx context.Context, entries []indexEntry, register ..
 // another one took it first: the fleet repairs at least once per interval
 // while that Store keeps claiming. The pass runs in the background: its
 // cost grows with the number of sources, and claims must not wait for it.
-// It returns the failure of the previous pass, once.
+// A pass that fails gives its turn back and is tried again at the next
+// Claim; the index it repairs is a hint, so claims go on meanwhile (and a
+// Redis that is down fails them on their own).
 func (s *Store) maybeRepair(ctx context.Context) error {
-	if errp := s.repairErr.Swap(nil); errp != nil {
-		return *errp
-	}
 	now := time.Now().UnixNano()
 	next := s.nextRepair.Load()
 	if now < next || !s.nextRepair.CompareAndSwap(next, now+int64(s.repairEvery)) {
@@ -74,7 +73,6 @@ func (s *Store) maybeRepair(ctx context.Context) error {
 		defer cancel()
 		if err := s.repair(rctx); err != nil {
 			s.nextRepair.Store(0)
-			s.repairErr.Store(&err)
 			// Give the turn back so that another Store can try at once.
 			s.sc.unlease.Run(context.WithoutCancel(ctx), s.rdb, []string{s.repairKey()}, s.owner)
 		}

@@ -69,10 +69,8 @@ type Store struct {
 
 	// nextRepair is when (UnixNano) Claim next tries a repair pass.
 	nextRepair atomic.Int64
-	// repairs tracks the repair pass running in the background, and
-	// repairErr keeps its failure for the next Claim to report.
-	repairs   sync.WaitGroup
-	repairErr atomic.Pointer[error]
+	// repairs tracks the repair pass running in the background.
+	repairs sync.WaitGroup
 	// skipSync, a test hook, makes Commit leave the ready index alone, as
 	// a replica that crashes right after the commit would.
 	skipSync atomic.Bool
