@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -250,7 +251,7 @@ func (s *Store) Settle(ctx context.Context, outcomes []store.Outcome) []error {
 	return errs
 }
 
-// settle runs the ack/retry/bury script for d. It looks for d in the outbox
+// settle runs the settle script for d alone. It looks for d in the outbox
 // of d.Source first (where the engine's deliveries are) and, failing that,
 // in every known source. After a retry, or an ack or bury that made the
 // next delivery of d's item due, it records the source's new earliest due
@@ -278,22 +279,25 @@ func (s *Store) settle(ctx context.Context, op string, d store.Delivery, at stri
 		// A delivery this makes due is due now, in whole milliseconds
 		// rounded down: a Claim right after sees it.
 		now := time.Now().Truncate(time.Millisecond)
-		res, err := s.sc.settle.Run(ctx, s.rdb, keys, op, d.ID, sink, d.Attempts, at, atMs, lastErr,
-			nanoString(now), floorMs(now)).StringSlice()
+		res, err := s.sc.settleMany.Run(ctx, s.rdb, keys, sink, nanoString(now), floorMs(now),
+			op, d.ID, d.Attempts, at, atMs, lastErr).StringSlice()
 		if err != nil {
 			return err
 		}
-		switch {
-		case len(res) == 4 && res[0] == "ok":
-			if op == "retry" || res[3] == "1" {
+		if len(res) != 4 {
+			return fmt.Errorf("unexpected script reply %q", res)
+		}
+		switch code := res[0]; {
+		case code == "ok":
+			if res[3] == "1" {
 				_ = s.syncIndex(ctx, []indexEntry{{src, sink, res[1], res[2]}}) // else repaired later
 			}
 			return nil
-		case len(res) == 1 && res[0] == "dead":
+		case code == "dead":
 			return fmt.Errorf("it is a dead letter: %w", store.ErrNotFound)
-		case len(res) == 2 && res[0] == "sink":
-			sink = res[1]
-		case len(res) == 1 && res[0] == "missing":
+		case strings.HasPrefix(code, "sink:"):
+			sink = strings.TrimPrefix(code, "sink:")
+		case code == "missing":
 			if located {
 				return store.ErrNotFound
 			}

@@ -223,53 +223,12 @@ local v = bump(KEYS[1], ARGV[4])
 return {v, earliest(KEYS[3]), out}
 `
 
-// settleLua finishes a delivery: ack, retry or bury. KEYS: head, out, due,
-// dead, FIFO, live. ARGV: op (ack/retry/bury), id, sink, attempts, time (due or
-// dead, UnixNano), score (ms), last error, now (UnixNano), now (ms). A
-// delivery is the head of its item when it is in the due ZSET; Ack and
-// Bury of a head promote the next delivery of the item, Retry of one that
-// waits leaves it waiting. It returns {'missing'}, {'dead'}, {'sink',
-// actual sink} or {'ok', version, earliest, promoted ('1' or '0')}.
-const settleLua = luaPrelude + `
-local op, id, sink = ARGV[1], ARGV[2], ARGV[3]
-local r = redis.call('HGET', KEYS[2], id)
-if not r then return {'missing'} end
-local f = parse(r)
-if f[6] ~= sink then return {'sink', f[6]} end
-if f[4] ~= '' then return {'dead'} end
-local m, fm = member(f[1], id), fmember(f[10], f[1], id)
-local head = redis.call('ZSCORE', KEYS[3], m) and true or false
-local waits = (not head) and redis.call('ZSCORE', KEYS[5], fm) and true or false
-local was = retrying(f[2]) and 1 or 0
-local promoted = '0'
-if op == 'retry' then
-  f[2], f[3], f[5] = ARGV[4], ARGV[5], ARGV[7]
-  redis.call('HSET', KEYS[2], id, build(f))
-  if not waits then redis.call('ZADD', KEYS[3], ARGV[6], m) end
-  redis.call('ZADD', KEYS[6], ARGV[6], m)
-  counter(KEYS[1], sink, (retrying(f[2]) and 1 or 0) - was)
-else
-  redis.call('ZREM', KEYS[3], m)
-  redis.call('ZREM', KEYS[5], fm)
-  redis.call('ZREM', KEYS[6], m)
-  if waits then waiting(KEYS[1], sink, -1) end
-  counter(KEYS[1], sink, -was)
-  if op == 'ack' then
-    redis.call('HDEL', KEYS[2], id)
-  else
-    f[2], f[4], f[5] = ARGV[4], ARGV[5], ARGV[7]
-    redis.call('HSET', KEYS[2], id, build(f))
-    redis.call('ZADD', KEYS[4], ARGV[6], m)
-  end
-  if head then promoted = promote(KEYS[1], KEYS[2], KEYS[3], KEYS[5], KEYS[6], sink, f[10], ARGV[8], ARGV[9]) end
-end
-local v = bump(KEYS[1], sink)
-return {'ok', v, earliest(KEYS[3]), promoted}
-`
-
-// settleManyLua settles several deliveries of one (source, sink) in one
-// call, as settleLua does each, and bumps the pair's index version once.
-// KEYS: as settleLua. ARGV: sink, now (UnixNano), now (ms), then per
+// settleManyLua settles deliveries of one (source, sink) in one call: it
+// acks, retries or buries each (a delivery is the head of its item when it
+// is in the due ZSET; acking or burying a head promotes the item's next
+// delivery, retrying one that waits leaves it waiting), and bumps the
+// pair's index version once. KEYS: head,
+// out, due, dead, fifo, live. ARGV: sink, now (UnixNano), now (ms), then per
 // delivery six values: op, id, attempts, at, at (ms), last error. It
 // returns one code per delivery ('ok', 'missing', 'dead' or 'sink:' and the
 // record's sink; only 'ok' changed anything), then the new index version,
@@ -494,14 +453,13 @@ return 0
 
 // scripts holds the Store's compiled scripts.
 type scripts struct {
-	commit, claim, settle, settleMany, replay, peek, stats, live, dead, sync, lease, unlease, startPoll *redis.Script
+	commit, claim, settleMany, replay, peek, stats, live, dead, sync, lease, unlease, startPoll *redis.Script
 }
 
 func newScripts() *scripts {
 	return &scripts{
 		commit:  redis.NewScript(commitLua),
 		claim:   redis.NewScript(claimLua),
-		settle:  redis.NewScript(settleLua),
 		replay:  redis.NewScript(replayLua),
 		peek:    redis.NewScript(peekLua),
 		stats:   redis.NewScript(statsLua),
@@ -519,7 +477,7 @@ func newScripts() *scripts {
 // load loads every script on every node (after a restart or failover the
 // script cache is empty).
 func (sc *scripts) load(ctx context.Context, c redis.Scripter) error {
-	for _, s := range []*redis.Script{sc.commit, sc.claim, sc.settle, sc.replay, sc.peek, sc.stats, sc.live, sc.dead, sc.sync, sc.lease, sc.unlease, sc.startPoll, sc.settleMany} {
+	for _, s := range []*redis.Script{sc.commit, sc.claim, sc.replay, sc.peek, sc.stats, sc.live, sc.dead, sc.sync, sc.lease, sc.unlease, sc.startPoll, sc.settleMany} {
 		if err := s.Load(ctx, c).Err(); err != nil {
 			return fmt.Errorf("load scripts: %w", err)
 		}
