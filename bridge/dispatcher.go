@@ -360,7 +360,6 @@ func (r *recorder) settle(batch []store.Outcome) {
 		dl, what := batch[i].Delivery, opName(batch[i].Op)
 		log := r.log.With("event_id", dl.EventID, "source", dl.Source, "key", dl.Key, "failed_attempts", dl.Attempts)
 		switch {
-		case err == nil:
 		case errors.Is(err, store.ErrNotFound):
 			// The lease ran out mid-attempt and another worker took over.
 			log.Info("delivery outcome already recorded by another worker", "op", what)
