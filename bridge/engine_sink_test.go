@@ -105,3 +105,63 @@ func TestEngineSinkRateLimit(t *testing.T) {
 		ids[d.ID] = true
 	}
 }
+
+// Deliveries claimed ahead of the free slots go back to the outbox when the
+// sink is paused while they wait: none is sent during the pause, and after
+// resuming each arrives exactly once.
+func TestEnginePauseHandsBackClaimedAhead(t *testing.T) {
+	a, r := newAPI(t), newReceiver(t)
+	cfg := strings.Replace(oneSource(a.URL, r.URL, ""), "retry: {initial_backoff: 20ms, max_backoff: 100ms}",
+		"retry: {initial_backoff: 20ms, max_backoff: 100ms}\n    concurrency: 1", 1)
+	h := start(t, cfg)
+	h.poll(t, "orders")
+	block := make(chan struct{})
+	r.mu.Lock()
+	r.block = block
+	r.mu.Unlock()
+	const events = 4
+	for i := range events {
+		a.set(fmt.Sprint(i), nil)
+	}
+	h.poll(t, "orders")
+	// One delivery hangs in the receiver; the others were claimed ahead
+	// and wait for its slot.
+	eventually(t, "the first attempt to reach the receiver", func() bool {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return r.arrived == 1
+	})
+	if err := h.engine.PauseSink("app"); err != nil {
+		t.Fatal(err)
+	}
+	r.mu.Lock()
+	r.block = nil
+	r.mu.Unlock()
+	close(block)
+	eventually(t, "the attempt in flight to finish", func() bool { return len(r.deliveries()) == 1 })
+	eventually(t, "the others back in the outbox, unclaimed", func() bool {
+		live, err := h.store.Live(context.Background(), "app", 0)
+		if err != nil || len(live) != events-1 {
+			return false
+		}
+		claimed, err := h.store.Claim(context.Background(), "app", time.Now(), events, time.Millisecond)
+		return err == nil && len(claimed) == events-1 // claimable at once: handed back
+	})
+	r.mu.Lock()
+	arrived := r.arrived
+	r.mu.Unlock()
+	if arrived != 1 {
+		t.Fatalf("%d requests reached the receiver while the sink was paused, want 1", arrived)
+	}
+	if err := h.engine.ResumeSink("app"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "every event delivered after resuming", func() bool { return len(r.deliveries()) == events })
+	seen := map[string]bool{}
+	for _, d := range r.deliveries() {
+		if seen[d.ID] {
+			t.Errorf("event %s delivered twice", d.ID)
+		}
+		seen[d.ID] = true
+	}
+}
