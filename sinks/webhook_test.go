@@ -382,3 +382,18 @@ func TestNewDoesNotModifyClient(t *testing.T) {
 		t.Error("New changed the caller's client")
 	}
 }
+
+// The default client keeps an idle connection for every delivery in flight
+// and has no overall cap on idle connections: Go's cap of 100 fails a
+// request that the receiver already accepted when more are in flight, and
+// the event would be sent twice.
+func TestWebhookKeepsAConnectionPerDeliveryInFlight(t *testing.T) {
+	w := newWebhook(t, config.Sink{URL: "http://127.0.0.1:1/hook", Concurrency: 200})
+	tr, ok := w.client.Transport.(*http.Transport)
+	if !ok {
+		t.Fatalf("transport is a %T", w.client.Transport)
+	}
+	if tr.MaxIdleConnsPerHost != 200 || tr.MaxIdleConns != 0 {
+		t.Errorf("MaxIdleConnsPerHost %d, MaxIdleConns %d; want 200 and 0 (no cap)", tr.MaxIdleConnsPerHost, tr.MaxIdleConns)
+	}
+}

@@ -231,3 +231,28 @@ func TestHostRateLimitShared(t *testing.T) {
 		}
 	}
 }
+
+// The sources of one Registry share one client whose transport keeps many
+// idle connections per host: Go's default of 2 made most polls of sources
+// on one API dial a new connection.
+func TestRegistrySourcesShareAPooledClient(t *testing.T) {
+	reg := NewRegistry(nil, nil)
+	a, err := reg.NewHTTP(config.Source{Name: "a", URL: "http://127.0.0.1:1/a", Key: config.KeyPaths{"id"}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := reg.NewHTTP(config.Source{Name: "b", URL: "http://127.0.0.1:1/b", Key: config.KeyPaths{"id"}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.client.Transport != b.client.Transport {
+		t.Error("two sources of one Registry have transports of their own")
+	}
+	tr, ok := a.client.Transport.(*http.Transport)
+	if !ok {
+		t.Fatalf("transport is a %T", a.client.Transport)
+	}
+	if tr.MaxIdleConnsPerHost != maxIdleConnsPerHost || tr.MaxIdleConns != 0 {
+		t.Errorf("MaxIdleConnsPerHost %d, MaxIdleConns %d; want %d and 0 (no cap)", tr.MaxIdleConnsPerHost, tr.MaxIdleConns, maxIdleConnsPerHost)
+	}
+}

@@ -223,6 +223,7 @@ func TestDefaults(t *testing.T) {
 		{"max_delete_ratio", *src.MaxDeleteRatio, 0.5},
 		{"source sinks", src.Sinks, []string{"app"}},
 		{"emit_initial", src.EmitInitial, false},
+		{"keep_bodies", src.KeepsBodies(), true},
 		{"path", cfg.Path, "min.yaml"},
 	} {
 		if !reflect.DeepEqual(c.got, c.want) {
@@ -651,4 +652,19 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 	})
+}
+
+// keep_bodies: false reaches the source (it is on by default).
+func TestKeepBodiesOff(t *testing.T) {
+	text := strings.Replace(minimal, "    key: id\n", "    key: id\n    keep_bodies: false\n", 1)
+	if text == minimal {
+		t.Fatal("test setup: no `key: id` line in the minimal config")
+	}
+	cfg, err := Parse("off.yaml", []byte(text), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Sources[0].KeepsBodies() {
+		t.Error("keep_bodies: false parsed as keeping bodies")
+	}
 }
