@@ -52,9 +52,9 @@ func (d *dispatcher) notify() {
 func (d *dispatcher) lease() time.Duration { return 2*d.cfg.Timeout + 5*time.Second }
 
 // run claims and delivers until ctx ends, then waits for the deliveries in
-// flight. Those run under sendCtx, which ends only when the shutdown grace
-// period is over.
-func (d *dispatcher) run(ctx, sendCtx context.Context) {
+// flight. Those run on workers, under sendCtx, which ends only when the
+// shutdown grace period is over.
+func (d *dispatcher) run(ctx, sendCtx context.Context, workers *workers) {
 	slots := make(chan struct{}, max(d.cfg.Concurrency, 1))
 	rec := newRecorder(d.store, d.log, cap(slots))
 	var inflight sync.WaitGroup
@@ -125,7 +125,9 @@ func (d *dispatcher) run(ctx, sendCtx context.Context) {
 				}
 				break
 			}
-			inflight.Go(func() {
+			inflight.Add(1)
+			workers.Go(func() {
+				defer inflight.Done()
 				defer func() { <-slots }()
 				d.deliver(sendCtx, rec, dl)
 			})

@@ -60,6 +60,7 @@ type runState struct {
 	stopClaims  map[string]context.CancelFunc // per dispatcher
 	dispatching sync.WaitGroup
 	retired     []*cron.Cron // replaced by reloads; their jobs may still run
+	workers     *workers     // run the polls and the deliveries
 }
 
 // New builds an engine. sources and sinks hold one implementation for every
@@ -283,7 +284,7 @@ func (e *Engine) startDispatcher(d *dispatcher) {
 	r := e.run
 	ctx, stop := context.WithCancel(r.ctx)
 	r.stopClaims[d.cfg.Name] = stop
-	r.dispatching.Go(func() { d.run(ctx, r.sendCtx) })
+	r.dispatching.Go(func() { d.run(ctx, r.sendCtx, r.workers) })
 	d.notify() // look at the outbox at once: it may hold older events
 }
 
@@ -298,7 +299,7 @@ func (e *Engine) schedule() *cron.Cron {
 			continue // build checked every schedule
 		}
 		p := e.pollers[sc.Name]
-		t := &ticker{engine: e, poller: p, sched: sched, interval: scheduleInterval(sched, time.Now()), shared: e.store.Shared()}
+		t := &ticker{engine: e, poller: p, sched: sched, interval: scheduleInterval(sched, time.Now()), shared: e.store.Shared(), workers: e.run.workers}
 		pollCtx := e.run.pollCtx
 		c.Schedule(sched, cron.FuncJob(func() { t.tick(pollCtx) }))
 		p.log.Info("scheduled", "schedule", sc.Schedule, "first_poll", sched.Next(time.Now()).Format(time.RFC3339))
@@ -322,7 +323,8 @@ func (e *Engine) Run(ctx context.Context) error {
 		e.mu.Unlock()
 		return errors.New("engine is already running")
 	}
-	r := &runState{ctx: ctx, pollCtx: pollCtx, sendCtx: sendCtx, stopClaims: map[string]context.CancelFunc{}}
+	r := &runState{ctx: ctx, pollCtx: pollCtx, sendCtx: sendCtx, stopClaims: map[string]context.CancelFunc{}, workers: newWorkers()}
+	defer r.workers.stop()
 	e.run = r
 	for _, d := range e.dispatchers {
 		e.startDispatcher(d)
@@ -380,6 +382,7 @@ type ticker struct {
 	sched    cron.Schedule
 	interval time.Duration
 	shared   bool // the store is shared: spread lease attempts (see tick)
+	workers  *workers
 
 	mu      sync.Mutex
 	failing bool // the last lease attempt failed (logged once)
@@ -410,7 +413,7 @@ func (t *ticker) tick(ctx context.Context) {
 	// The scheduled time nearest to now: replicas agree on it as long as
 	// their clocks are within half an interval of each other.
 	at := t.sched.Next(now.Add(-t.interval / 2))
-	polled, err := t.poller.pollTick(ctx, at, t.engine.replica, t.interval)
+	polled, err := t.poll(ctx, at)
 	switch {
 	case errors.Is(err, ErrPollRunning):
 		t.poller.log.Warn("tick skipped: previous poll still running")
@@ -419,6 +422,21 @@ func (t *ticker) tick(ctx context.Context) {
 		t.poller.log.Debug("tick polled by another replica", "tick", at.Format(time.RFC3339Nano))
 	}
 	t.reportLeaseErr(err)
+}
+
+// poll runs the tick's poll on a worker (see workers) and waits for it, so
+// that cron still knows the job is running. A panic in the poll is raised
+// again here, where cron's Recover logs it.
+func (t *ticker) poll(ctx context.Context, at time.Time) (polled bool, err error) {
+	done := make(chan any, 1)
+	t.workers.Go(func() {
+		defer func() { done <- recover() }()
+		polled, err = t.poller.pollTick(ctx, at, t.engine.replica, t.interval)
+	})
+	if p := <-done; p != nil {
+		panic(p)
+	}
+	return polled, err
 }
 
 // reportLeaseErr logs lease failures (the store is unreachable) once, when
