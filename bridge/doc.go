@@ -5,7 +5,8 @@
 // The data flow of one cron tick:
 //
 //	scheduler (robfig/cron, per-source offset on a shared grid)
-//	  → ticker: source backoff, lease jitter (shared stores only)
+//	  → ticker: source backoff, lease jitter (only while
+//	    Store.Replicas counts more than this replica)
 //	  → poller: Store.StartPoll (the tick's lease and the source's meta in
 //	    one call), Source.Fetch (304 / same body: stop here),
 //	    Store.Load, Diff (fingerprints, watch/ignore, delete_after, mass-

@@ -11,6 +11,7 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/robfig/cron/v3"
@@ -49,6 +50,10 @@ type Engine struct {
 	dispatchers map[string]*dispatcher
 	run         *runState // nil unless Run is running
 	metrics     *Metrics  // nil: none
+
+	// replicas alive on the store, counted every replicaBeat while Run
+	// runs; 0 when not known. See ticker.tick.
+	replicas atomic.Int32
 }
 
 // runState is what Run owns while it runs.
@@ -299,7 +304,7 @@ func (e *Engine) schedule() *cron.Cron {
 			continue // build checked every schedule
 		}
 		p := e.pollers[sc.Name]
-		t := &ticker{engine: e, poller: p, sched: sched, interval: scheduleInterval(sched, time.Now()), shared: e.store.Shared(), workers: e.run.workers}
+		t := &ticker{engine: e, poller: p, sched: sched, interval: scheduleInterval(sched, time.Now()), workers: e.run.workers}
 		pollCtx := e.run.pollCtx
 		c.Schedule(sched, cron.FuncJob(func() { t.tick(pollCtx) }))
 		p.log.Info("scheduled", "schedule", sc.Schedule, "first_poll", sched.Next(time.Now()).Format(time.RFC3339))
@@ -325,6 +330,9 @@ func (e *Engine) Run(ctx context.Context) error {
 	}
 	r := &runState{ctx: ctx, pollCtx: pollCtx, sendCtx: sendCtx, stopClaims: map[string]context.CancelFunc{}, workers: newWorkers()}
 	defer r.workers.stop()
+	counting := make(chan struct{})
+	go func() { defer close(counting); e.countReplicas(ctx) }()
+	defer func() { <-counting }()
 	e.run = r
 	for _, d := range e.dispatchers {
 		e.startDispatcher(d)
@@ -371,6 +379,35 @@ func (e *Engine) Run(ctx context.Context) error {
 	return nil
 }
 
+// replicaBeat is how often a running engine tells the store it is alive;
+// replicaTTL is how long one such beat counts.
+const (
+	replicaBeat = time.Second
+	replicaTTL  = 3 * replicaBeat
+)
+
+// countReplicas tells the store that this replica is alive, at once and
+// then every replicaBeat until ctx ends, and keeps the number of live
+// replicas the store reports in e.replicas (0 when the store did not
+// answer, which makes ticks spread their lease attempts).
+func (e *Engine) countReplicas(ctx context.Context) {
+	beat := time.NewTicker(replicaBeat)
+	defer beat.Stop()
+	for {
+		n, err := e.store.Replicas(ctx, e.replica, replicaTTL)
+		if err != nil {
+			n = 0 // logged by the ticks' lease attempts, which fail too
+		}
+		e.replicas.Store(int32(n))
+		e.metrics.setReplicas(n)
+		select {
+		case <-beat.C:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
 // maxLeaseJitter bounds the random delay before a replica asks for a tick's
 // lease when replicas share the store.
 const maxLeaseJitter = 25 * time.Millisecond
@@ -381,7 +418,6 @@ type ticker struct {
 	poller   *poller
 	sched    cron.Schedule
 	interval time.Duration
-	shared   bool // the store is shared: spread lease attempts (see tick)
 	workers  *workers
 
 	mu      sync.Mutex
@@ -395,10 +431,11 @@ type ticker struct {
 // carry on within one interval.
 func (t *ticker) tick(ctx context.Context) {
 	now := time.Now()
-	if t.shared {
+	if t.engine.replicas.Load() != 1 {
 		// A short random delay lets a different replica win each race,
 		// so the polls spread over the fleet instead of going to the
-		// fastest replica. A store one process owns has no race.
+		// fastest replica. A lone replica has no race to spread: it
+		// fires its ticks at once, in the scheduler's small batches.
 		jitter := time.NewTimer(rand.N(min(t.interval/10, maxLeaseJitter)) + 1)
 		select {
 		case <-jitter.C:

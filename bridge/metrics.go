@@ -51,6 +51,7 @@ type Metrics struct {
 	attempts     *prometheus.CounterVec
 	latency      *prometheus.HistogramVec
 	storeErrors  *prometheus.CounterVec
+	replicas     prometheus.Gauge
 
 	outboxDesc *prometheus.Desc
 	sinkDesc   *prometheus.Desc
@@ -100,8 +101,12 @@ func NewMetrics(version string) *Metrics {
 		}, []string{"sink"}),
 		storeErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pollbridge_store_errors_total",
-			Help: "Failed store operations by op (load, commit, claim, ack, retry, bury, settle, dead, live, replay, stats, lease, start_poll, ping).",
+			Help: "Failed store operations by op (load, commit, claim, ack, retry, bury, settle, dead, live, replay, stats, lease, start_poll, replicas, ping).",
 		}, []string{"op"}),
+		replicas: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "pollbridge_replicas",
+			Help: "Replicas alive on this replica's store, as this replica last counted them (0: not known).",
+		}),
 		outboxDesc: prometheus.NewDesc("pollbridge_outbox_deliveries",
 			"Deliveries in the outbox at scrape time, by state: pending, retrying or dead.",
 			[]string{"sink", "state"}, nil),
@@ -116,7 +121,7 @@ func NewMetrics(version string) *Metrics {
 	buildInfo.WithLabelValues(version, runtime.Version()).Set(1)
 	m.reg.MustRegister(
 		m.polls, m.pollDuration, m.scheduleLag, m.sourceItems, m.changes,
-		m.deliveries, m.attempts, m.latency, m.storeErrors,
+		m.deliveries, m.attempts, m.latency, m.storeErrors, m.replicas,
 		buildInfo, scrapeCollector{m},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -186,6 +191,13 @@ func (m *Metrics) observePoll(source string, d time.Duration, res PollResult, er
 func (m *Metrics) observeLag(lag time.Duration) {
 	if m != nil {
 		m.scheduleLag.Observe(max(lag, 0).Seconds())
+	}
+}
+
+// setReplicas records the number of live replicas (0: not known).
+func (m *Metrics) setReplicas(n int) {
+	if m != nil {
+		m.replicas.Set(float64(n))
 	}
 }
 
@@ -379,6 +391,12 @@ func (s *instrumentedStore) StartPoll(ctx context.Context, source, tick, owner s
 	st, held, err := s.Store.StartPoll(ctx, source, tick, owner, ttl)
 	s.m.storeError("start_poll", err)
 	return st, held, err
+}
+
+func (s *instrumentedStore) Replicas(ctx context.Context, owner string, ttl time.Duration) (int, error) {
+	n, err := s.Store.Replicas(ctx, owner, ttl)
+	s.m.storeError("replicas", err)
+	return n, err
 }
 
 func (s *instrumentedStore) Ping(ctx context.Context) error {

@@ -232,11 +232,12 @@ type Store interface {
 	// trip: the whole store cost of a tick that finds nothing changed.
 	StartPoll(ctx context.Context, source, tick, owner string, ttl time.Duration) (st State, held bool, err error)
 
-	// Shared reports whether several processes may use the store at once
-	// (Redis), rather than one process owning it (a bbolt file). Replicas
-	// that share a store spread their attempts at a tick's lease; a store
-	// one process owns needs no such spreading.
-	Shared() bool
+	// Replicas records that owner is alive until ttl has passed and
+	// reports how many owners are alive now, owner included. Every replica
+	// calls it every few seconds: a lone replica takes its ticks' leases at
+	// once, while several spread their attempts so that the polls spread
+	// over the fleet.
+	Replicas(ctx context.Context, owner string, ttl time.Duration) (int, error)
 
 	// Ping reports whether the store answers, as cheaply as the backend
 	// can tell: a readiness probe. It fails once the store is closed.

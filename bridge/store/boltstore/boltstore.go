@@ -73,6 +73,8 @@ type Store struct {
 	leaseMu sync.Mutex
 	leases  map[string]lease
 	swept   time.Time // when expired leases were last dropped
+	// replicas: owner → alive until (see Replicas)
+	replicas map[string]time.Time
 }
 
 // lease is one held lease.
@@ -108,7 +110,7 @@ func Open(path string, opts Options) (*Store, error) {
 	// long enough to gather the polls of one scheduler batch, short
 	// enough not to matter to a lone commit.
 	db.MaxBatchDelay = 2 * time.Millisecond
-	s := &Store{db: db, path: path, leases: map[string]lease{}}
+	s := &Store{db: db, path: path, leases: map[string]lease{}, replicas: map[string]time.Time{}}
 	if opts.ReadOnly {
 		err = db.View(checkSchema)
 	} else {
@@ -165,9 +167,26 @@ func (s *Store) StartPoll(ctx context.Context, source, tick, owner string, ttl t
 	return st, true, nil
 }
 
-// Shared implements store.Store: a state file belongs to one process (it
-// is locked while open).
-func (s *Store) Shared() bool { return false }
+// Replicas implements store.Store. A bbolt file belongs to one process, so
+// the replicas are the engines of this process that share the Store.
+func (s *Store) Replicas(ctx context.Context, owner string, ttl time.Duration) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	if owner == "" || ttl <= 0 {
+		return 0, errors.New("replicas: owner and a positive ttl are required")
+	}
+	s.leaseMu.Lock()
+	defer s.leaseMu.Unlock()
+	now := time.Now()
+	s.replicas[owner] = now.Add(ttl)
+	for o, until := range s.replicas {
+		if !now.Before(until) {
+			delete(s.replicas, o)
+		}
+	}
+	return len(s.replicas), nil
+}
 
 // Path returns the path of the state file.
 func (s *Store) Path() string { return s.path }

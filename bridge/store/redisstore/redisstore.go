@@ -74,6 +74,8 @@ type Store struct {
 	// skipSync, a test hook, makes Commit leave the ready index alone, as
 	// a replica that crashes right after the commit would.
 	skipSync atomic.Bool
+	// starts groups concurrent StartPoll calls into pipelines.
+	starts pollStarts
 }
 
 var _ store.Store = (*Store)(nil)
@@ -205,44 +207,28 @@ func (s *Store) TryLease(ctx context.Context, name, owner string, ttl time.Durat
 	return n == 1, nil
 }
 
-// StartPoll implements store.Store in one script on the source's slot:
-// the tick's lease (a key of the source, so Cluster keeps it beside the
-// state) and, when held, the generation and meta.
-func (s *Store) StartPoll(ctx context.Context, source, tick, owner string, ttl time.Duration) (store.State, bool, error) {
-	if source == "" || tick == "" || owner == "" || ttl <= 0 {
-		return store.State{}, false, errors.New("start poll: source, tick, owner and a positive ttl are required")
+// Replicas implements store.Store with a sorted set of owners scored by
+// the time each stays alive until, in one transaction: add owner, drop the
+// expired, count. The set expires when every owner has stopped.
+func (s *Store) Replicas(ctx context.Context, owner string, ttl time.Duration) (int, error) {
+	if owner == "" || ttl <= 0 {
+		return 0, errors.New("replicas: owner and a positive ttl are required")
 	}
-	if err := ctx.Err(); err != nil {
-		return store.State{}, false, fmt.Errorf("start poll: %w", err)
-	}
-	keys := []string{s.srcKey(source, "lease:"+tick), s.headKey(source), s.metaKey(source)}
-	res, err := s.sc.startPoll.Run(ctx, s.rdb, keys, owner, (ttl + time.Millisecond - 1).Milliseconds()).Slice()
+	now := time.Now()
+	key := s.replicasKey()
+	var card *redis.IntCmd
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.ZAdd(ctx, key, redis.Z{Score: float64(now.Add(ttl).UnixMilli()), Member: owner})
+		p.ZRemRangeByScore(ctx, key, "-inf", "("+strconv.FormatInt(now.UnixMilli(), 10))
+		card = p.ZCard(ctx, key)
+		p.PExpire(ctx, key, ttl)
+		return nil
+	})
 	if err != nil {
-		return store.State{}, false, fmt.Errorf("start poll: %w", err)
+		return 0, fmt.Errorf("replicas: %w", err)
 	}
-	if len(res) == 0 || res[0] != int64(1) {
-		return store.State{}, false, nil
-	}
-	st := store.State{Items: map[string]store.Item{}, Meta: map[string]string{}}
-	if len(res) != 3 {
-		return store.State{}, false, fmt.Errorf("start poll: unexpected reply of %d values", len(res))
-	}
-	if g, ok := res[1].(string); ok {
-		if st.Generation, err = strconv.ParseUint(g, 10, 64); err != nil {
-			return store.State{}, false, fmt.Errorf("start poll: bad generation %q", g)
-		}
-	}
-	flat, _ := res[2].([]any)
-	for i := 0; i+1 < len(flat); i += 2 {
-		k, _ := flat[i].(string)
-		v, _ := flat[i+1].(string)
-		st.Meta[k] = v
-	}
-	return st, true, nil
+	return int(card.Val()), nil
 }
-
-// Shared implements store.Store: replicas share a Redis.
-func (s *Store) Shared() bool { return true }
 
 // Key names; see the package doc.
 
@@ -289,6 +275,7 @@ func (s *Store) readyVerKey(sink string) string { return s.sinkKey(sink, "rver")
 func (s *Store) sourcesKey() string             { return s.prefix + "sources" }
 func (s *Store) repairKey() string              { return s.prefix + "repair" }
 func (s *Store) leaseKey(name string) string    { return s.prefix + "lease:" + name }
+func (s *Store) replicasKey() string            { return s.prefix + "replicas" }
 
 // pipeScripts runs fill's commands in one pipeline; when a script is
 // missing from the server's cache (a restart, a failover), it loads every

@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -103,5 +104,46 @@ func testLeaseBadArgs(t *testing.T, s store.Store) {
 		if ok, err := s.TryLease(t.Context(), tc.name, tc.owner, tc.ttl); err == nil || ok {
 			t.Errorf("TryLease(%q, %q, %v) = %v, %v; want false and an error", tc.name, tc.owner, tc.ttl, ok, err)
 		}
+	}
+}
+
+// testReplicas: Replicas counts the owners whose last call has not expired,
+// the caller included, each once however often it calls.
+func testReplicas(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	count := func(owner string, ttl time.Duration) int {
+		t.Helper()
+		n, err := s.Replicas(ctx, owner, ttl)
+		if err != nil {
+			t.Fatalf("Replicas(%s): %v", owner, err)
+		}
+		return n
+	}
+	if n := count("a", time.Minute); n != 1 {
+		t.Errorf("Replicas(a) alone = %d, want 1", n)
+	}
+	if n := count("a", time.Minute); n != 1 {
+		t.Errorf("Replicas(a) again = %d, want 1: an owner counts once", n)
+	}
+	const short = 200 * time.Millisecond
+	start := time.Now()
+	if n := count("b", short); n != 2 {
+		t.Errorf("Replicas(b) beside a = %d, want 2", n)
+	}
+	deadline := start.Add(leaseWait)
+	for count("a", time.Minute) != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("b's %v heartbeat still counted after %v", short, leaseWait)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if took := time.Since(start); took < short-time.Millisecond {
+		t.Errorf("b's heartbeat expired %v after it was made, before its %v ttl", took, short)
+	}
+	if _, err := s.Replicas(ctx, "", time.Minute); err == nil {
+		t.Error("Replicas with no owner succeeded, want an error")
+	}
+	if _, err := s.Replicas(ctx, "a", 0); err == nil {
+		t.Error("Replicas with ttl 0 succeeded, want an error")
 	}
 }

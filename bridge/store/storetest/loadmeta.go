@@ -2,6 +2,8 @@ package storetest
 
 import (
 	"context"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -84,5 +86,59 @@ func testStartPoll(t *testing.T, s store.Store) {
 	}
 	if _, _, err := s.StartPoll(ctx, "src", "3000", "a", 0); err == nil {
 		t.Error("StartPoll with ttl 0 succeeded, want an error")
+	}
+}
+
+// testStartPollConcurrent: StartPoll calls made at once (a backend may
+// group them) each get their own answer: of two owners racing for every
+// tick of many sources, exactly one holds each, and it gets that source's
+// meta.
+func testStartPollConcurrent(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	const sources = 40
+	for i := range sources {
+		src := fmt.Sprint("src", i)
+		err := s.Commit(ctx, store.Commit{Source: src, Generation: 0, Meta: map[string]string{"etag": src}})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	type answer struct {
+		src, owner string
+		st         store.State
+		held       bool
+		err        error
+	}
+	answers := make(chan answer, 2*sources)
+	var wg sync.WaitGroup
+	for i := range sources {
+		for _, owner := range []string{"a", "b"} {
+			src := fmt.Sprint("src", i)
+			wg.Go(func() {
+				st, held, err := s.StartPoll(ctx, src, "1000", owner, time.Minute)
+				answers <- answer{src, owner, st, held, err}
+			})
+		}
+	}
+	wg.Wait()
+	close(answers)
+	holders := map[string][]string{}
+	for a := range answers {
+		if a.err != nil {
+			t.Fatalf("StartPoll(%s, %s): %v", a.src, a.owner, a.err)
+		}
+		if !a.held {
+			continue
+		}
+		holders[a.src] = append(holders[a.src], a.owner)
+		if a.st.Generation != 1 || a.st.Meta["etag"] != a.src {
+			t.Errorf("StartPoll(%s) by %s = generation %d, meta %v; want 1 and etag %s", a.src, a.owner, a.st.Generation, a.st.Meta, a.src)
+		}
+	}
+	for i := range sources {
+		src := fmt.Sprint("src", i)
+		if len(holders[src]) != 1 {
+			t.Errorf("tick of %s held by %v, want exactly one owner", src, holders[src])
+		}
 	}
 }

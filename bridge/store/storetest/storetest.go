@@ -86,6 +86,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"LeasesAreIndependent", testLeasesIndependent},
 		{"LeaseRejectsBadArguments", testLeaseBadArgs},
 		{"StartPollLeasesTickAndLoadsMeta", testStartPoll},
+		{"StartPollConcurrentCallsEachAnswered", testStartPollConcurrent},
+		{"ReplicasCountLiveOwners", testReplicas},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
