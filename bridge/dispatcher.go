@@ -2,7 +2,6 @@ package bridge
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -187,8 +186,8 @@ func (d *dispatcher) deliver(ctx context.Context, rec *recorder, dl store.Delive
 	log := func() *slog.Logger {
 		return d.log.With("event_id", attempt.EventID, "source", attempt.Source, "key", attempt.Key, "attempt", attempt.Attempts+1)
 	}
-	var ev Event
-	if err := json.Unmarshal(dl.Payload, &ev); err != nil {
+	ev, err := decodeEvent(dl.Payload)
+	if err != nil {
 		dl.Attempts++
 		dl.LastError = fmt.Sprintf("decode stored event: %v", err)
 		rec.record(store.Outcome{Op: store.OpBury, Delivery: dl})
