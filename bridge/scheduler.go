@@ -81,6 +81,18 @@ func (o offsetSchedule) Next(t time.Time) time.Time {
 	return o.inner.Next(t.Add(-o.offset)).Add(o.offset)
 }
 
+// scheduleOffset is the per-source offset of a schedule sourceSchedule
+// made (0 for any other).
+func scheduleOffset(s cron.Schedule) time.Duration {
+	switch s := s.(type) {
+	case gridSchedule:
+		return s.offset
+	case offsetSchedule:
+		return s.offset
+	}
+	return 0
+}
+
 // cronLogger routes robfig/cron's logs to slog.
 type cronLogger struct{ log *slog.Logger }
 

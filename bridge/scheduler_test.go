@@ -2,10 +2,14 @@ package bridge
 
 import (
 	"fmt"
+	"log/slog"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/pollbridge/pollbridge/bridge/config"
+	"github.com/pollbridge/pollbridge/bridge/store/boltstore"
 )
 
 func TestSourceScheduleSpreadsSources(t *testing.T) {
@@ -113,5 +117,68 @@ func TestSourceScheduleBatchesShortIntervals(t *testing.T) {
 		if n > 60 {
 			t.Errorf("%d sources fire together at %v: not spread", n, at.Format("15:04:05.000"))
 		}
+	}
+}
+
+// Sources that fire at the same instants share one cron entry: 300 sources
+// on "@every 1s" make at most one group per offset step, every source is in
+// exactly one group, and a group's sources have the same tick times.
+func TestTickGroupsShareSchedules(t *testing.T) {
+	var yaml strings.Builder
+	yaml.WriteString("sinks: [{name: app, type: stdout}]\nsources:\n")
+	srcs := map[string]Source{}
+	add := func(name, schedule string) {
+		fmt.Fprintf(&yaml, "  - {name: %s, schedule: %q, url: http://127.0.0.1:1/x, key: id}\n", name, schedule)
+		srcs[name] = &flakySource{}
+	}
+	for i := range 300 {
+		add(fmt.Sprint("fast", i), "@every 1s")
+	}
+	add("daily0", "0 9 * * *")
+	add("daily1", "0 9 * * *")
+	add("minute", "@every 1m")
+	cfg, err := config.Parse("groups.yaml", []byte(yaml.String()), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := boltstore.Open(filepath.Join(t.TempDir(), "state.db"), boltstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	eng, err := New(cfg, st, srcs, map[string]Sink{"app": discardSink{}}, Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng.mu.Lock()
+	groups := eng.tickGroups()
+	eng.mu.Unlock()
+
+	now := time.Now()
+	seen := map[string]int{}
+	fast := 0
+	for _, g := range groups {
+		first := g.sched.Next(now)
+		second := g.sched.Next(first)
+		for _, tk := range g.tickers {
+			seen[tk.poller.cfg.Name]++
+			if a, b := tk.sched.Next(now), tk.sched.Next(first); !a.Equal(first) || !b.Equal(second) {
+				t.Errorf("%s ticks at %v, %v; its group at %v, %v", tk.poller.cfg.Name, a, b, first, second)
+			}
+		}
+		if strings.HasPrefix(g.tickers[0].poller.cfg.Name, "fast") {
+			fast++
+		}
+	}
+	if len(seen) != len(srcs) {
+		t.Errorf("%d sources in groups, want %d", len(seen), len(srcs))
+	}
+	for name, n := range seen {
+		if n != 1 {
+			t.Errorf("%s is in %d groups, want 1", name, n)
+		}
+	}
+	if max := int(time.Second / offsetStep); fast > max || fast < 2 {
+		t.Errorf("300 sources on @every 1s make %d groups, want between 2 and %d (one per offset step at most)", fast, max)
 	}
 }
