@@ -75,6 +75,8 @@ type Store struct {
 	swept   time.Time // when expired leases were last dropped
 	// replicas: owner → alive until (see Replicas)
 	replicas map[string]time.Time
+
+	meta *metaCache // LoadMeta's (and StartPoll's) reads
 }
 
 // lease is one held lease.
@@ -110,7 +112,7 @@ func Open(path string, opts Options) (*Store, error) {
 	// long enough to gather the polls of one scheduler batch, short
 	// enough not to matter to a lone commit.
 	db.MaxBatchDelay = 2 * time.Millisecond
-	s := &Store{db: db, path: path, leases: map[string]lease{}, replicas: map[string]time.Time{}}
+	s := &Store{db: db, path: path, leases: map[string]lease{}, replicas: map[string]time.Time{}, meta: newMetaCache()}
 	if opts.ReadOnly {
 		err = db.View(checkSchema)
 	} else {
@@ -193,6 +195,7 @@ func (s *Store) Path() string { return s.path }
 
 // Close releases the file and its lock. It waits for running transactions.
 func (s *Store) Close() error {
+	s.meta.close()
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("close state file %s: %w", s.path, err)
 	}

@@ -21,9 +21,21 @@ func (s *Store) Load(ctx context.Context, source string) (store.State, error) {
 	return s.load(ctx, source, true)
 }
 
-// LoadMeta implements store.Store: Load without the items.
+// LoadMeta implements store.Store: Load without the items, from the meta
+// cache when it holds the source.
 func (s *Store) LoadMeta(ctx context.Context, source string) (store.State, error) {
-	return s.load(ctx, source, false)
+	if err := ctx.Err(); err != nil {
+		return store.State{}, fmt.Errorf("load state: %w", err)
+	}
+	if st, ok := s.meta.get(source); ok {
+		return st, nil
+	}
+	version := s.meta.current()
+	st, err := s.load(ctx, source, false)
+	if err == nil {
+		s.meta.put(source, version, st)
+	}
+	return st, err
 }
 
 func (s *Store) load(ctx context.Context, source string, withItems bool) (store.State, error) {
@@ -79,6 +91,7 @@ func (s *Store) Commit(ctx context.Context, c store.Commit) error {
 		return fmt.Errorf("commit: %w", err)
 	}
 	now := time.Now()
+	defer s.meta.drop(c.Source) // after the transaction, whatever its outcome
 	err := s.batch(ctx, func(tx *bolt.Tx) error {
 		sb, err := tx.Bucket([]byte(bucketSources)).CreateBucketIfNotExists([]byte(c.Source))
 		if err != nil {

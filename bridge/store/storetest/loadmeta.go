@@ -142,3 +142,46 @@ func testStartPollConcurrent(t *testing.T, s store.Store) {
 		}
 	}
 }
+
+// testLoadMetaFresh: LoadMeta after a Commit returns sees it, even while
+// other goroutines keep reading (a backend may cache what it reads), and a
+// caller that changes the returned meta changes nothing stored.
+func testLoadMetaFresh(t *testing.T, s store.Store) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var readers sync.WaitGroup
+	for range 4 {
+		readers.Go(func() {
+			for ctx.Err() == nil {
+				if _, err := s.LoadMeta(ctx, "src"); err != nil && ctx.Err() == nil {
+					t.Errorf("LoadMeta: %v", err)
+					return
+				}
+			}
+		})
+	}
+	for gen := range uint64(100) {
+		tag := fmt.Sprint("v", gen)
+		err := s.Commit(ctx, store.Commit{Source: "src", Generation: gen, Meta: map[string]string{"etag": tag}})
+		if err != nil {
+			t.Fatalf("commit %d: %v", gen, err)
+		}
+		st, err := s.LoadMeta(ctx, "src")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Generation != gen+1 || st.Meta["etag"] != tag {
+			t.Fatalf("LoadMeta after commit %d = generation %d, etag %q; want %d, %q", gen, st.Generation, st.Meta["etag"], gen+1, tag)
+		}
+		st.Meta["etag"] = "changed by the caller"
+	}
+	cancel()
+	readers.Wait()
+	st, err := s.LoadMeta(context.Background(), "src")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Meta["etag"] != "v99" {
+		t.Errorf("etag = %q after a caller changed a returned map, want v99", st.Meta["etag"])
+	}
+}

@@ -86,6 +86,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"LeasesAreIndependent", testLeasesIndependent},
 		{"LeaseRejectsBadArguments", testLeaseBadArgs},
 		{"StartPollLeasesTickAndLoadsMeta", testStartPoll},
+		{"LoadMetaSeesEveryCommit", testLoadMetaFresh},
 		{"StartPollConcurrentCallsEachAnswered", testStartPollConcurrent},
 		{"ReplicasCountLiveOwners", testReplicas},
 	}
