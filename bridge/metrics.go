@@ -5,6 +5,7 @@ import (
 	"errors"
 	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -57,6 +58,54 @@ type Metrics struct {
 	sinkDesc   *prometheus.Desc
 
 	engine atomic.Pointer[Engine] // read at scrape time; nil until New
+
+	// The series of each source and sink, looked up once: a label lookup
+	// hashes the values and takes a lock, several times per poll and per
+	// delivery otherwise. Series are never deleted, so these stay valid.
+	sources sync.Map // source name → *sourceSeries
+	sinks   sync.Map // sink name → *sinkSeries
+}
+
+// sourceSeries are the per-poll series of one source.
+type sourceSeries struct {
+	ok, notModified, failed prometheus.Counter
+	duration                prometheus.Observer
+}
+
+// sinkSeries are the per-delivery series of one sink.
+type sinkSeries struct {
+	attempts prometheus.Counter
+	results  map[string]prometheus.Counter // by Delivery* result
+	latency  prometheus.Observer
+}
+
+func (m *Metrics) sourceSeries(source string) *sourceSeries {
+	if s, ok := m.sources.Load(source); ok {
+		return s.(*sourceSeries)
+	}
+	s, _ := m.sources.LoadOrStore(source, &sourceSeries{
+		ok:          m.polls.WithLabelValues(source, PollOK),
+		notModified: m.polls.WithLabelValues(source, PollNotModified),
+		failed:      m.polls.WithLabelValues(source, PollError),
+		duration:    m.pollDuration.WithLabelValues(source),
+	})
+	return s.(*sourceSeries)
+}
+
+func (m *Metrics) sinkSeries(sink string) *sinkSeries {
+	if s, ok := m.sinks.Load(sink); ok {
+		return s.(*sinkSeries)
+	}
+	results := map[string]prometheus.Counter{}
+	for _, r := range []string{DeliveryDelivered, DeliveryRetry, DeliveryDead, DeliveryGone} {
+		results[r] = m.deliveries.WithLabelValues(sink, r)
+	}
+	s, _ := m.sinks.LoadOrStore(sink, &sinkSeries{
+		attempts: m.attempts.WithLabelValues(sink),
+		results:  results,
+		latency:  m.latency.WithLabelValues(sink),
+	})
+	return s.(*sinkSeries)
 }
 
 // NewMetrics makes the metrics of one pollbridge process, with Go runtime
@@ -176,11 +225,18 @@ func (m *Metrics) observePoll(source string, d time.Duration, res PollResult, er
 	if m == nil {
 		return
 	}
-	result := pollResult(res, err)
-	m.polls.WithLabelValues(source, result).Inc()
-	m.pollDuration.WithLabelValues(source).Observe(d.Seconds())
-	if result == PollOK {
+	series := m.sourceSeries(source)
+	series.duration.Observe(d.Seconds())
+	switch pollResult(res, err) {
+	case PollOK:
+		series.ok.Inc()
+		// Made by the first full answer: a source that only ever
+		// answered "not modified" since start has no count to show.
 		m.sourceItems.WithLabelValues(source).Set(float64(res.Items))
+	case PollNotModified:
+		series.notModified.Inc()
+	default:
+		series.failed.Inc()
 	}
 	for i := range res.Events {
 		m.changes.WithLabelValues(source, strings.TrimPrefix(res.Events[i].Type, "item.")).Inc()
@@ -204,7 +260,7 @@ func (m *Metrics) setReplicas(n int) {
 // attempt counts a delivery attempt to sink.
 func (m *Metrics) attempt(sink string) {
 	if m != nil {
-		m.attempts.WithLabelValues(sink).Inc()
+		m.sinkSeries(sink).attempts.Inc()
 	}
 }
 
@@ -214,16 +270,22 @@ func (m *Metrics) delivered(sink string, detected time.Time) {
 	if m == nil {
 		return
 	}
-	m.deliveries.WithLabelValues(sink, DeliveryDelivered).Inc()
+	series := m.sinkSeries(sink)
+	series.results[DeliveryDelivered].Inc()
 	if !detected.IsZero() {
-		m.latency.WithLabelValues(sink).Observe(time.Since(detected).Seconds())
+		series.latency.Observe(time.Since(detected).Seconds())
 	}
 }
 
 // failed records a failed delivery attempt's outcome: DeliveryRetry,
 // DeliveryDead or DeliveryGone.
 func (m *Metrics) failed(sink, result string) {
-	if m != nil {
+	if m == nil {
+		return
+	}
+	if c, ok := m.sinkSeries(sink).results[result]; ok {
+		c.Inc()
+	} else {
 		m.deliveries.WithLabelValues(sink, result).Inc()
 	}
 }

@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"context"
 	"fmt"
 	"hash/fnv"
 	"log/slog"
@@ -96,7 +97,13 @@ func scheduleOffset(s cron.Schedule) time.Duration {
 // cronLogger routes robfig/cron's logs to slog.
 type cronLogger struct{ log *slog.Logger }
 
-func (l cronLogger) Info(msg string, kv ...any) { l.log.Debug("cron: "+msg, kv...) }
+// Info logs at debug level. cron calls it at every wake-up and for every
+// job it starts, so it checks the level before building the message.
+func (l cronLogger) Info(msg string, kv ...any) {
+	if l.log.Enabled(context.Background(), slog.LevelDebug) {
+		l.log.Debug("cron: "+msg, kv...)
+	}
+}
 
 func (l cronLogger) Error(err error, msg string, kv ...any) {
 	l.log.Error("cron: "+msg, append(kv, "err", err)...)
