@@ -408,6 +408,9 @@ func collectChanges(out *[]Change, path string, before, after any) {
 
 // escapePointer escapes a JSON Pointer reference token (RFC 6901).
 func escapePointer(s string) string {
+	if !strings.ContainsAny(s, "~/") {
+		return s // most keys: no Replacer to build
+	}
 	return strings.NewReplacer("~", "~0", "/", "~1").Replace(s)
 }
 

@@ -302,6 +302,14 @@ func TestChangesEscapesPointer(t *testing.T) {
 	}
 }
 
+func TestEscapePointer(t *testing.T) {
+	for in, want := range map[string]string{"": "", "status": "status", "a/b": "a~1b", "~": "~0", "~/": "~0~1", "/~1": "~1~01"} {
+		if got := escapePointer(in); got != want {
+			t.Errorf("escapePointer(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
 func FuzzFingerprint(f *testing.F) {
 	for _, s := range []string{`{"a":1}`, `[1,2,{"b":null}]`, `{"a":{"b":{"c":[1.5e300]}}}`, `"x"`, `{"a":1,"a":2}`, "{\"\xff\":1}"} {
 		f.Add([]byte(s), "a.b", "")
