@@ -213,6 +213,11 @@ type itemSet struct {
 	index map[string]int
 }
 
+// newItemSet returns a set with room for n items (0: none known).
+func newItemSet(n int) itemSet {
+	return itemSet{items: make([]bridge.Item, 0, n), index: make(map[string]int, n)}
+}
+
 // add records raw as the item of key, copying it.
 func (s *itemSet) add(key, raw string) {
 	data := json.RawMessage(raw) // string → []byte copies

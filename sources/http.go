@@ -356,7 +356,7 @@ func (s *HTTP) fetch(ctx context.Context, meta map[string]string) (*bridge.Snaps
 		return &bridge.Snapshot{NotModified: true, Pages: len(pages), Requests: reqs}, nil
 	}
 	sum := hex.EncodeToString(h.Sum(nil))
-	var set itemSet
+	set := newItemSet(total)
 	for i, doc := range pages {
 		if err := extract(doc, s.itemsPath, s.keyPaths, &set); err != nil {
 			return nil, fmt.Errorf("fetch page %d: %w", i+1, err)
