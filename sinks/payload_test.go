@@ -1,6 +1,7 @@
 package sinks
 
 import (
+	"bytes"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -92,4 +93,34 @@ func TestEncode(t *testing.T) {
 	if _, err := Encode(nil); err == nil {
 		t.Error("Encode(nil) succeeded")
 	}
+}
+
+// writeString writes exactly what json.Marshal writes, for every byte alone
+// and for strings that mix the fast and the escaped cases.
+func TestWriteStringMatchesMarshal(t *testing.T) {
+	inputs := []string{"", "item.created", "2026-11-27T12:00:00.5Z", "ünï", "a\u2028b", "<a&b>", "quote\"back\\", "\x7f", "\xff\xfe", "tab\t", strings.Repeat("k", 1000)}
+	for c := range 256 {
+		inputs = append(inputs, string([]byte{byte(c)}), "x"+string([]byte{byte(c)})+"y")
+	}
+	for _, s := range inputs {
+		want, _ := json.Marshal(s)
+		var b bytes.Buffer
+		writeString(&b, s)
+		if b.String() != string(want) {
+			t.Errorf("writeString(%q) = %s, want %s", s, b.String(), want)
+		}
+	}
+}
+
+func FuzzWriteString(f *testing.F) {
+	f.Add("orders")
+	f.Add("a<b>\u2028\xff")
+	f.Fuzz(func(t *testing.T, s string) {
+		want, _ := json.Marshal(s)
+		var b bytes.Buffer
+		writeString(&b, s)
+		if b.String() != string(want) {
+			t.Fatalf("writeString(%q) = %s, want %s", s, b.String(), want)
+		}
+	})
 }
