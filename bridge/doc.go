@@ -4,18 +4,21 @@
 //
 // The data flow of one cron tick:
 //
-//	scheduler (robfig/cron, per-source offset on a shared grid)
-//	  → ticker: source backoff, lease jitter (only while
-//	    Store.Replicas counts more than this replica)
+//	scheduler (robfig/cron, per-source offset on a shared grid; sources
+//	    with the same schedule and offset share one entry, a tickGroup)
+//	  → ticker, on a reused worker goroutine (workers.go): lease jitter
+//	    (only while Store.Replicas counts more than this replica), source
+//	    backoff
 //	  → poller: Store.StartPoll (the tick's lease and the source's meta in
 //	    one call), Source.Fetch (304 / same body: stop here),
 //	    Store.Load, Diff (fingerprints, watch/ignore, delete_after, mass-
 //	    deletion guard), events and filter selection, per-sink routes
 //	  → Store.Commit (new items + outbox deliveries, one atomic step)
 //	  → dispatcher (one per sink): gate (circuit breaker, pause, 410), rate
-//	    limit, Store.Claim (up to a batch ahead of the free slots),
-//	    Sink.Send, then a recorder settles the outcomes (ack, retry, bury)
-//	    that finished together in one Store.Settle
+//	    limit, Store.Claim (up to a batch ahead of the free slots), on a
+//	    worker: decodeEvent (event.go), Sink.Send, then a recorder
+//	    settles the outcomes (ack, retry, bury) that finished together in
+//	    one Store.Settle
 //
 // The seams are small interfaces: Source (sources/), Sink (sinks/) and
 // store.Store (bridge/store/). main.go wires concrete ones into an Engine;

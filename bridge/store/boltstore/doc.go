@@ -45,6 +45,11 @@
 // Replay, Retry, Ack, Bury and a promotion keep it in step in the same
 // transaction.
 //
+// Leases and the replicas' heartbeats live in memory (the file lock admits
+// one process), and so does a cache of each source's generation and meta
+// (metacache.go): LoadMeta and StartPoll, once per tick, read no
+// transaction; Commit, the only writer of sources/, invalidates it.
+//
 // Version 1 had no fifo bucket and every live delivery in due/<sink>,
 // version 2 no live bucket; Open upgrades such a file in place (a
 // read-only Open reads it as it is, and Live then reads the whole outbox).

@@ -37,6 +37,9 @@
 //	Prepair                   string  own       whose turn it is to repair (PX)
 //	Please:<name>             string  own       TryLease: owner, expiring (PX)
 //	P{src}:lease:<tick>       string  {src}     StartPoll: a tick's lease, as above
+//	                                            (calls made together share a pipeline)
+//	Preplicas                 zset    own       Replicas: member owner, score: alive
+//	                                            until (ms); expires with the last one
 //
 // Members of the due, live and dead ZSETs are the delivery's sequence (20
 // decimal digits) followed by its ID, so equal scores sort in commit order. The
