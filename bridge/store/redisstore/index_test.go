@@ -212,6 +212,78 @@ func TestClaimAcrossSources(t *testing.T) {
 	}
 }
 
+// roundTripHook counts round trips: a command alone or a pipeline.
+type roundTripHook struct{ n atomic.Int64 }
+
+func (h *roundTripHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h *roundTripHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		h.n.Add(1)
+		return next(ctx, cmd)
+	}
+}
+func (h *roundTripHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		h.n.Add(1)
+		return next(ctx, cmds)
+	}
+}
+
+// A Claim over many due sources takes a few round trips, not one per
+// source, and still fills the batch source by source in the order of their
+// earliest due delivery.
+func TestClaimManySourcesInFewRoundTrips(t *testing.T) {
+	s := openStore(t, localURL(t), Options{RepairInterval: time.Hour})
+	ctx := t.Context()
+	if _, err := s.Claim(ctx, "hook", time.Now(), 1, time.Minute); err != nil { // the first repair
+		t.Fatal(err)
+	}
+	s.repairs.Wait()
+	t0 := time.Now().Truncate(time.Millisecond).Add(-time.Hour)
+	commit := func(src string, n int, first time.Duration) {
+		t.Helper()
+		var ds []store.Delivery
+		for j := range n {
+			d := testDelivery(fmt.Sprintf("%s-%d", src, j), "hook", src)
+			d.Due = t0.Add(first + time.Duration(j)*time.Millisecond) // one item each: every one is a head
+			ds = append(ds, d)
+		}
+		if err := s.Commit(ctx, store.Commit{Source: src, Generation: 0, Deliveries: ds}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	commit("big", 30, 0)
+	for i := range 40 {
+		commit(fmt.Sprintf("one%02d", i), 1, time.Duration(i+1)*time.Second)
+	}
+	hook := &roundTripHook{}
+	s.rdb.AddHook(hook)
+	ds, err := s.Claim(ctx, "hook", time.Now(), 64, time.Minute)
+	if err != nil || len(ds) != 64 {
+		t.Fatalf("Claim(64) = %d deliveries, %v; want 64", len(ds), err)
+	}
+	if n := hook.n.Load(); n > 5 {
+		t.Errorf("Claim over 41 sources took %d round trips, want at most 5", n)
+	}
+	got := map[string]bool{}
+	for _, d := range ds {
+		if got[d.ID] {
+			t.Errorf("%s claimed twice", d.ID)
+		}
+		got[d.ID] = true
+	}
+	for j := range 30 {
+		if !got[fmt.Sprintf("big-%d", j)] {
+			t.Errorf("big-%d not claimed: the earliest source fills the batch first", j)
+		}
+	}
+	for i := range 40 {
+		if want := i < 34; got[fmt.Sprintf("one%02d-0", i)] != want {
+			t.Errorf("one%02d-0 claimed %v, want %v (the 34 earliest of the single ones)", i, !want, want)
+		}
+	}
+}
+
 // TestKeysOfOneNameShareASlot checks the hash tags on a real cluster, for
 // names with braces and percent signs, and runs an outbox round with them.
 func TestKeysOfOneNameShareASlot(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -26,9 +27,11 @@ import (
 // one either. Within a source the batch is
 // oldest due first, commit order among equals; across sources it is filled
 // source by source in the order of their earliest due delivery, and then
-// sorted by due time. If a source fails midway, Claim returns what it
-// claimed so far (the error shows again on the next call); with nothing
-// claimed it returns the error.
+// sorted by due time. A page of the index costs two pipelines, however many
+// sources it names: one counts each source's due deliveries, one claims.
+// If a source fails midway, Claim returns what it claimed so far (the
+// error shows again on the next call); with nothing claimed it returns the
+// error.
 //
 // At most every Options.RepairInterval, Claim first runs the repair pass
 // (see the package doc).
@@ -43,17 +46,12 @@ func (s *Store) Claim(ctx context.Context, sink string, now time.Time, limit int
 		return nil, fmt.Errorf("claim: %w", err)
 	}
 	nowMs, untilMs := floorMs(now), ceilMs(now.Add(lease))
-	type hit struct {
-		d     store.Delivery
-		score float64
-	}
 	var (
-		hits     []hit
-		entries  []indexEntry
+		hits     []claimHit
+		entries  = map[string]indexEntry{} // the last answer of each source
 		claimErr error
 	)
 	page := int64(max(limit, 16))
-pages:
 	for offset := int64(0); len(hits) < limit; offset += page {
 		cands, err := s.rdb.ZRangeByScore(ctx, s.readyKey(sink), &redis.ZRangeBy{
 			Min: "-inf", Max: score(nowMs), Offset: offset, Count: page}).Result()
@@ -61,34 +59,40 @@ pages:
 			claimErr = fmt.Errorf("read ready index: %w", err)
 			break
 		}
-		for _, src := range cands {
-			if len(hits) >= limit {
-				break pages
+		// Two pipelines for the whole page: how many are due in each
+		// source, then the claims, filled source by source in the index's
+		// order (a batch from few sources settles in few scripts). A
+		// source counted empty is still asked, for nothing: its answer
+		// refreshes its stale index entry.
+		counts, err := s.dueCounts(ctx, sink, cands, nowMs)
+		if err != nil {
+			claimErr = err
+			break
+		}
+		var round []string
+		var quotas []int
+		for i, left := 0, limit-len(hits); i < len(cands) && left > 0; i++ {
+			q := int(min(counts[i], int64(left)))
+			round, quotas = append(round, cands[i]), append(quotas, q)
+			left -= q
+		}
+		answers, err := s.claimRound(ctx, sink, round, quotas, nowMs, untilMs)
+		for _, a := range answers {
+			// Keep what a source claimed even when part of its answer
+			// failed: those deliveries are hidden now.
+			if a.entry.source != "" {
+				entries[a.source] = a.entry
 			}
-			keys := []string{s.headKey(src), s.outKey(src), s.dueKey(src, sink)}
-			res, err := s.sc.claim.Run(ctx, s.rdb, keys, nowMs, untilMs, limit-len(hits), sink).Slice()
-			if err == nil && (len(res) != 3) {
-				err = fmt.Errorf("unexpected script reply %v", res)
+			hits = append(hits, a.hits...)
+			if a.err != nil {
+				claimErr = fmt.Errorf("source %q: %w", a.source, a.err)
 			}
-			if err != nil {
-				claimErr = fmt.Errorf("source %q: %w", src, err)
-				break pages
-			}
-			ver, _ := res[0].(string)
-			earliest, _ := res[1].(string)
-			entries = append(entries, indexEntry{src, sink, ver, earliest})
-			recs, _ := res[2].([]any)
-			for i := 0; i+1 < len(recs); i += 2 {
-				raw, _ := recs[i].(string)
-				r, err := decodeRecord(raw)
-				if err != nil {
-					claimErr = fmt.Errorf("source %q: %w", src, err)
-					continue
-				}
-				sc, _ := recs[i+1].(string)
-				f, _ := strconv.ParseFloat(sc, 64)
-				hits = append(hits, hit{r.d, f})
-			}
+		}
+		if err != nil && claimErr == nil {
+			claimErr = err
+		}
+		if claimErr != nil {
+			break
 		}
 		if int64(len(cands)) < page {
 			break
@@ -96,16 +100,127 @@ pages:
 	}
 	// The claims are made; an index left behind costs a wasted probe at
 	// most, and the repair pass fixes it.
-	_ = s.syncIndex(ctx, entries)
+	_ = s.syncIndex(ctx, slices.Collect(maps.Values(entries)))
 	if len(hits) == 0 && claimErr != nil {
 		return nil, fmt.Errorf("claim: %w", claimErr)
 	}
-	slices.SortStableFunc(hits, func(a, b hit) int { return cmp.Compare(a.score, b.score) })
+	slices.SortStableFunc(hits, func(a, b claimHit) int { return cmp.Compare(a.score, b.score) })
 	out := make([]store.Delivery, len(hits))
 	for i, h := range hits {
 		out[i] = h.d
 	}
 	return out, nil
+}
+
+// claimHit is one delivery Claim took, with its due score.
+type claimHit struct {
+	d     store.Delivery
+	score float64
+}
+
+// dueCounts counts, in one pipeline, the due deliveries (item heads due at
+// nowMs) of sink in each source.
+func (s *Store) dueCounts(ctx context.Context, sink string, sources []string, nowMs int64) ([]int64, error) {
+	cmds := make([]*redis.IntCmd, len(sources))
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, src := range sources {
+			cmds[i] = p.ZCount(ctx, s.dueKey(src, sink), "-inf", score(nowMs))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("count due deliveries: %w", err)
+	}
+	counts := make([]int64, len(sources))
+	for i, c := range cmds {
+		counts[i] = c.Val()
+	}
+	return counts, nil
+}
+
+// claimAnswer is what the claim script did for one source of a round.
+type claimAnswer struct {
+	source string
+	quota  int // how many it was asked for (0: only its index entry)
+	hits   []claimHit
+	entry  indexEntry
+	err    error
+}
+
+// claimRound runs the claim script for every source of round in one
+// pipeline, asking source i for quotas[i] deliveries. A script the
+// server no longer has (a restart, a failover) did not run: those calls go
+// again, once, after the scripts are loaded; the others must not (a claim
+// is not idempotent). The error is the pipeline's, if it failed as a whole.
+func (s *Store) claimRound(ctx context.Context, sink string, round []string, quotas []int, nowMs, untilMs int64) ([]claimAnswer, error) {
+	answers := make([]claimAnswer, len(round))
+	for i, src := range round {
+		answers[i] = claimAnswer{source: src, quota: quotas[i]}
+	}
+	run := func(which []int) ([]*redis.Cmd, error) {
+		cmds := make([]*redis.Cmd, len(which))
+		_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for j, i := range which {
+				a := answers[i]
+				keys := []string{s.headKey(a.source), s.outKey(a.source), s.dueKey(a.source, sink)}
+				cmds[j] = s.sc.claim.EvalSha(ctx, p, keys, nowMs, untilMs, a.quota, sink)
+			}
+			return nil
+		})
+		return cmds, err
+	}
+	all := make([]int, len(round))
+	for i := range all {
+		all[i] = i
+	}
+	cmds, err := run(all)
+	var again []int
+	for i, c := range cmds {
+		if cerr := c.Err(); errors.Is(cerr, redis.ErrNoScript) || redis.HasErrorPrefix(cerr, "NOSCRIPT") {
+			again = append(again, i)
+		} else {
+			answers[i].hits, answers[i].entry, answers[i].err = parseClaim(answers[i].source, sink, c)
+		}
+	}
+	if len(again) > 0 {
+		if lerr := s.sc.load(ctx, s.rdb); lerr != nil {
+			return answers, lerr
+		}
+		cmds, err = run(again)
+		for j, c := range cmds {
+			i := again[j]
+			answers[i].hits, answers[i].entry, answers[i].err = parseClaim(answers[i].source, sink, c)
+		}
+	}
+	return answers, err
+}
+
+// parseClaim reads the claim script's answer: the index version, the
+// earliest due score left, then each claimed record and its score.
+func parseClaim(src, sink string, c *redis.Cmd) ([]claimHit, indexEntry, error) {
+	res, err := c.Slice()
+	if err == nil && len(res) != 3 {
+		err = fmt.Errorf("unexpected script reply %v", res)
+	}
+	if err != nil {
+		return nil, indexEntry{}, err
+	}
+	ver, _ := res[0].(string)
+	earliest, _ := res[1].(string)
+	var hits []claimHit
+	recs, _ := res[2].([]any)
+	for i := 0; i+1 < len(recs); i += 2 {
+		raw, _ := recs[i].(string)
+		r, derr := decodeRecord(raw)
+		if derr != nil {
+			err = derr // the others are claimed all the same
+			continue
+		}
+		sc, _ := recs[i+1].(string)
+		f, _ := strconv.ParseFloat(sc, 64)
+		hits = append(hits, claimHit{r.d, f})
+	}
+	return hits, indexEntry{src, sink, ver, earliest}, err
 }
 
 // Ack removes d from the outbox; when d was the head of its item, the next
