@@ -60,15 +60,17 @@ func (s *Store) StartPoll(ctx context.Context, source, tick, owner string, ttl t
 			return store.State{}, false, fmt.Errorf("start poll: %w", ctx.Err())
 		}
 	} else {
-		// This caller sends until the queue is empty. The pipelines run
-		// without ctx's cancellation, as they carry other callers' calls
-		// too (the client's timeouts still bound them).
+		// This caller sends until the queue is empty, under its own ctx:
+		// if that ends, the calls it carries fail with it. (The engine's
+		// ticks share one context, which ends only at shutdown; a
+		// pipeline that outlived it could hold the shutdown up for the
+		// client's whole retry budget.)
 		q.running = true
 		for len(q.queue) > 0 {
 			batch := q.queue
 			q.queue = nil
 			q.mu.Unlock()
-			s.runStarts(context.WithoutCancel(ctx), batch)
+			s.runStarts(ctx, batch)
 			q.mu.Lock()
 		}
 		q.running = false
