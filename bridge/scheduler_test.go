@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"path/filepath"
@@ -180,5 +181,59 @@ func TestTickGroupsShareSchedules(t *testing.T) {
 	}
 	if max := int(time.Second / offsetStep); fast > max || fast < 2 {
 		t.Errorf("300 sources on @every 1s make %d groups, want between 2 and %d (one per offset step at most)", fast, max)
+	}
+}
+
+// panicSource panics in Fetch.
+type panicSource struct{}
+
+func (panicSource) Fetch(context.Context, map[string]string) (*Snapshot, error) {
+	panic("fetch exploded")
+}
+
+// A panic in one source's poll does not stop the other polls of its tick
+// group, and reaches the group's goroutine (where cron's Recover logs it)
+// instead of killing the process from a worker.
+func TestTickGroupPanicStaysInItsPoll(t *testing.T) {
+	cfg, err := config.Parse("panic.yaml", []byte(`
+sinks: [{name: app, type: stdout}]
+sources:
+  - {name: boom, schedule: "@every 1m", url: "http://127.0.0.1:1/x", key: id}
+  - {name: fine, schedule: "@every 1m", url: "http://127.0.0.1:1/y", key: id}
+`), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := boltstore.Open(filepath.Join(t.TempDir(), "state.db"), boltstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	fine := &flakySource{items: items("1", `{"id":1}`)}
+	eng, err := New(cfg, st, map[string]Source{"boom": panicSource{}, "fine": fine}, map[string]Sink{"app": discardSink{}},
+		Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng.mu.Lock()
+	var all []*ticker
+	for _, g := range eng.tickGroups() {
+		all = append(all, g.tickers...)
+	}
+	eng.mu.Unlock()
+	eng.replicas.Store(1) // alone: no lease jitter
+	g := &tickGroup{sched: all[0].sched, tickers: all, workers: newWorkers()}
+	defer g.workers.stop()
+
+	var recovered any
+	func() {
+		defer func() { recovered = recover() }()
+		g.tick(t.Context())
+	}()
+	if recovered != "fetch exploded" {
+		t.Errorf("the group's tick raised %v, want the poll's panic", recovered)
+	}
+	if n := len(fine.fetchTimes()); n != 1 {
+		t.Errorf("the other source of the group was fetched %d times, want 1", n)
 	}
 }
