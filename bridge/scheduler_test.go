@@ -138,19 +138,7 @@ func TestTickGroupsShareSchedules(t *testing.T) {
 	add("daily0", "0 9 * * *")
 	add("daily1", "0 9 * * *")
 	add("minute", "@every 1m")
-	cfg, err := config.Parse("groups.yaml", []byte(yaml.String()), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := boltstore.Open(filepath.Join(t.TempDir(), "state.db"), boltstore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	eng, err := New(cfg, st, srcs, map[string]Sink{"app": discardSink{}}, Options{Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	eng := newScheduleEngine(t, yaml.String(), srcs)
 	eng.mu.Lock()
 	groups := eng.tickGroups()
 	eng.mu.Unlock()
@@ -195,26 +183,13 @@ func (panicSource) Fetch(context.Context, map[string]string) (*Snapshot, error) 
 // group, and reaches the group's goroutine (where cron's Recover logs it)
 // instead of killing the process from a worker.
 func TestTickGroupPanicStaysInItsPoll(t *testing.T) {
-	cfg, err := config.Parse("panic.yaml", []byte(`
+	fine := &flakySource{items: items("1", `{"id":1}`)}
+	eng := newScheduleEngine(t, `
 sinks: [{name: app, type: stdout}]
 sources:
   - {name: boom, schedule: "@every 1m", url: "http://127.0.0.1:1/x", key: id}
   - {name: fine, schedule: "@every 1m", url: "http://127.0.0.1:1/y", key: id}
-`), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := boltstore.Open(filepath.Join(t.TempDir(), "state.db"), boltstore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	fine := &flakySource{items: items("1", `{"id":1}`)}
-	eng, err := New(cfg, st, map[string]Source{"boom": panicSource{}, "fine": fine}, map[string]Sink{"app": discardSink{}},
-		Options{Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
+`, map[string]Source{"boom": panicSource{}, "fine": fine})
 	eng.mu.Lock()
 	var all []*ticker
 	for _, g := range eng.tickGroups() {
@@ -236,4 +211,24 @@ sources:
 	if n := len(fine.fetchTimes()); n != 1 {
 		t.Errorf("the other source of the group was fetched %d times, want 1", n)
 	}
+}
+
+// newScheduleEngine builds an engine of the configuration yaml on a bbolt
+// file that closes with the test, with sources and a discarding sink.
+func newScheduleEngine(t *testing.T, yaml string, sources map[string]Source) *Engine {
+	t.Helper()
+	cfg, err := config.Parse("schedule.yaml", []byte(yaml), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := boltstore.Open(filepath.Join(t.TempDir(), "state.db"), boltstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	eng, err := New(cfg, st, sources, map[string]Sink{"app": discardSink{}}, Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return eng
 }
