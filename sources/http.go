@@ -352,7 +352,8 @@ func (s *HTTP) fetch(ctx context.Context, meta map[string]string) (*bridge.Snaps
 		req, sent = *next, nextSent
 	}
 
-	if s.unchanged(meta, h) {
+	// (A single page was compared already, before its JSON check.)
+	if s.pager != nil && s.unchanged(meta, h) {
 		return &bridge.Snapshot{NotModified: true, Pages: len(pages), Requests: reqs}, nil
 	}
 	sum := hex.EncodeToString(h.Sum(nil))
