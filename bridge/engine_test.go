@@ -573,3 +573,34 @@ func TestEngineConditionalRequestsAndHeldDeletions(t *testing.T) {
 		t.Fatalf("after confirmation: %+v, want not modified again", res)
 	}
 }
+
+// A stored event that does not decode (a damaged store) is dead-lettered
+// with the reason, never sent, and the deliveries behind it still go out.
+func TestEngineUnreadableEventIsDeadLettered(t *testing.T) {
+	a, r := newAPI(t), newReceiver(t)
+	h := start(t, oneSource(a.URL, r.URL, ""))
+	h.poll(t, "orders") // the baseline: generation 1
+	bad := store.Delivery{ID: "bad", EventID: "evt_bad", Sink: "app", Source: "orders", Key: "x",
+		Payload: json.RawMessage(`{"id":"evt_bad","type":`)}
+	if err := h.store.Commit(context.Background(), store.Commit{Source: "orders", Generation: 1, Deliveries: []store.Delivery{bad}}); err != nil {
+		t.Fatal(err)
+	}
+	h.engine.WakeSink("app")
+	a.set("1", map[string]any{"status": "new"})
+	h.poll(t, "orders")
+	var dead []store.Delivery
+	eventually(t, "the unreadable event in the dead letters and the good one delivered", func() bool {
+		var err error
+		dead, err = h.store.Dead(context.Background(), "app")
+		return err == nil && len(dead) == 1 && len(r.deliveries()) == 1
+	})
+	if dead[0].ID != "bad" || !strings.Contains(dead[0].LastError, "decode stored event") {
+		t.Errorf("dead letter = %+v, want the unreadable one with its reason", dead[0])
+	}
+	r.mu.Lock()
+	sent := len(r.attempts["evt_bad"])
+	r.mu.Unlock()
+	if sent != 0 {
+		t.Errorf("the unreadable event was sent %d times", sent)
+	}
+}
