@@ -139,16 +139,22 @@ type pollFloor struct {
 // newPollFloor returns a floor for sources sources of api; cond sends
 // If-None-Match with the ETag last seen.
 func newPollFloor(api string, sources int, cond bool) *pollFloor {
-	t := http.DefaultTransport.(*http.Transport).Clone()
-	// Keep a connection per source: connection set-up is avoidable work.
-	t.MaxIdleConns = 0
-	t.MaxIdleConnsPerHost = sources + 8
 	return &pollFloor{
 		api:    api,
 		cond:   cond,
-		client: &http.Client{Transport: t, Timeout: 30 * time.Second},
+		client: keepAliveClient(sources),
 		etags:  make([]atomic.Pointer[string], sources),
 	}
+}
+
+// keepAliveClient returns a client whose transport keeps an idle
+// connection for each of conns users (a source, a worker): connection
+// set-up is avoidable work.
+func keepAliveClient(conns int) *http.Client {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConns = 0
+	t.MaxIdleConnsPerHost = conns + 8
+	return &http.Client{Transport: t, Timeout: 30 * time.Second}
 }
 
 // pace polls source s on the wall-clock grid of interval shifted by
@@ -253,10 +259,7 @@ func floorEvent() []byte {
 // goroutines over a transport that keeps a connection per worker, and
 // returns the time it took and the number of failed requests.
 func postFloor(ctx context.Context, target string, key []byte, n, workers int) (time.Duration, int64) {
-	t := http.DefaultTransport.(*http.Transport).Clone()
-	t.MaxIdleConns = 0
-	t.MaxIdleConnsPerHost = workers + 8
-	client := &http.Client{Transport: t, Timeout: 30 * time.Second}
+	client := keepAliveClient(workers)
 	body := floorEvent()
 	var next, failures atomic.Int64
 	start := time.Now()
@@ -307,6 +310,20 @@ type floorRun struct {
 	Done     string        // the one-off modes' "done" line
 }
 
+// startFloor starts a floor child (`EXE __child floor ARGS`), logging to
+// floor-NAME.log, and waits until it says it is ready. Stop it when done.
+func (e *env) startFloor(ctx context.Context, name string, args []string) (*child, error) {
+	c, err := startChild("floor "+name, e.exe, append([]string{childArg, "floor"}, args...), filepath.Join(e.dir, "floor-"+name+".log"), true)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := c.expect(ctx, "ready"); err != nil {
+		_ = c.stop(5 * time.Second)
+		return nil, err
+	}
+	return c, nil
+}
+
 // runPacedFloor runs the poll or cond floor against api for window, one
 // source per offset (each ticking on its offset), after letting it warm
 // up for two ticks, and measures it like pollbridge.
@@ -315,16 +332,12 @@ func (e *env) runPacedFloor(ctx context.Context, api *apiChild, mode string, int
 	for i, o := range offsets {
 		offs[i] = strconv.FormatInt(int64(o), 10)
 	}
-	args := []string{childArg, "floor", "-mode", mode, "-api", api.url, "-sources", itoa(len(offsets)),
-		"-interval", interval.String(), "-offsets", strings.Join(offs, ",")}
-	c, err := startChild("floor "+mode, e.exe, args, filepath.Join(e.dir, "floor-"+mode+".log"), true)
+	c, err := e.startFloor(ctx, mode, []string{"-mode", mode, "-api", api.url, "-sources", itoa(len(offsets)),
+		"-interval", interval.String(), "-offsets", strings.Join(offs, ",")})
 	if err != nil {
 		return floorRun{}, err
 	}
 	defer func() { _ = c.stop(5 * time.Second) }()
-	if _, err := c.expect(ctx, "ready"); err != nil {
-		return floorRun{}, err
-	}
 	// Two ticks of warm-up (connections, ETags), then a window that starts
 	// half-way between ticks.
 	t0 := time.Now().Truncate(interval).Add(2*interval + interval/2)
@@ -363,14 +376,11 @@ func (e *env) measureWindow(ctx context.Context, api *apiChild, c *child, class 
 // for "ready", samples its CPU, says "go", waits for "done" and samples
 // again.
 func (e *env) runOneOffFloor(ctx context.Context, name string, args []string, timeout time.Duration) (floorRun, error) {
-	c, err := startChild("floor "+name, e.exe, append([]string{childArg, "floor"}, args...), filepath.Join(e.dir, "floor-"+name+".log"), true)
+	c, err := e.startFloor(ctx, name, args)
 	if err != nil {
 		return floorRun{}, err
 	}
 	defer func() { _ = c.stop(5 * time.Second) }()
-	if _, err := c.expect(ctx, "ready"); err != nil {
-		return floorRun{}, err
-	}
 	m, err := e.proc.startCPU(c.pid())
 	if err != nil {
 		return floorRun{}, err

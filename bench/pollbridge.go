@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -163,83 +164,64 @@ func startPollbridge(ctx context.Context, bin, cfgPath, adminAddr, logPath strin
 	return p, nil
 }
 
-// call makes one admin API request and decodes a JSON answer into out
-// (when not nil). Statuses other than 2xx are errors, except those in ok.
-func (p *pollbridge) call(ctx context.Context, method, path string, out any, ok ...int) (int, error) {
+// do makes one admin API request and returns the answer's status and body.
+func (p *pollbridge) do(ctx context.Context, method, path string) (int, []byte, error) {
 	req, err := http.NewRequestWithContext(ctx, method, p.admin+path, nil)
 	if err != nil {
-		return 0, fmt.Errorf("%s %s: %w", method, path, err)
+		return 0, nil, fmt.Errorf("%s %s: %w", method, path, err)
 	}
 	resp, err := p.client.Do(req)
 	if err != nil {
-		return 0, fmt.Errorf("%s %s: %w", method, path, err)
+		return 0, nil, fmt.Errorf("%s %s: %w", method, path, err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return resp.StatusCode, fmt.Errorf("%s %s: read answer: %w", method, path, err)
+		return resp.StatusCode, nil, fmt.Errorf("%s %s: read answer: %w", method, path, err)
 	}
-	if (resp.StatusCode < 200 || resp.StatusCode > 299) && !containsInt(ok, resp.StatusCode) {
-		return resp.StatusCode, fmt.Errorf("%s %s: status %d: %s", method, path, resp.StatusCode, bytes.TrimSpace(body))
+	return resp.StatusCode, body, nil
+}
+
+// call makes one admin API request and decodes a JSON answer into out
+// (when not nil). Statuses other than 2xx are errors, except those in ok.
+func (p *pollbridge) call(ctx context.Context, method, path string, out any, ok ...int) (int, error) {
+	status, body, err := p.do(ctx, method, path)
+	if err != nil {
+		return status, err
+	}
+	if (status < 200 || status > 299) && !slices.Contains(ok, status) {
+		return status, fmt.Errorf("%s %s: status %d: %s", method, path, status, bytes.TrimSpace(body))
 	}
 	if out != nil {
 		if err := json.Unmarshal(body, out); err != nil {
-			return resp.StatusCode, fmt.Errorf("%s %s: decode answer: %w", method, path, err)
+			return status, fmt.Errorf("%s %s: decode answer: %w", method, path, err)
 		}
 	}
-	return resp.StatusCode, nil
-}
-
-// containsInt reports whether xs holds x.
-func containsInt(xs []int, x int) bool {
-	for _, v := range xs {
-		if v == x {
-			return true
-		}
-	}
-	return false
+	return status, nil
 }
 
 // metrics scrapes /metrics.
 func (p *pollbridge) metrics(ctx context.Context) (scrape, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.admin+"/metrics", nil)
+	status, body, err := p.do(ctx, http.MethodGet, "/metrics")
 	if err != nil {
 		return nil, fmt.Errorf("scrape metrics: %w", err)
 	}
-	resp, err := p.client.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("scrape metrics: %w", err)
+	if status != http.StatusOK {
+		return nil, fmt.Errorf("scrape metrics: status %d", status)
 	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, fmt.Errorf("scrape metrics: %w", err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("scrape metrics: status %d", resp.StatusCode)
-	}
-	return parseMetrics(string(b)), nil
+	return parseMetrics(string(body)), nil
 }
 
 // download saves the admin listener's answer at path (a pprof profile).
 func (p *pollbridge) download(ctx context.Context, path, file string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.admin+path, nil)
+	status, body, err := p.do(ctx, http.MethodGet, path)
 	if err != nil {
-		return fmt.Errorf("GET %s: %w", path, err)
+		return err
 	}
-	resp, err := p.client.Do(req)
-	if err != nil {
-		return fmt.Errorf("GET %s: %w", path, err)
+	if status != http.StatusOK {
+		return fmt.Errorf("GET %s: status %d", path, status)
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: status %d", path, resp.StatusCode)
-	}
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return fmt.Errorf("GET %s: %w", path, err)
-	}
-	if err := os.WriteFile(file, b, 0o644); err != nil {
+	if err := os.WriteFile(file, body, 0o644); err != nil {
 		return fmt.Errorf("save %s: %w", file, err)
 	}
 	return nil

@@ -90,28 +90,28 @@ func (r procReader) memory(pid int) (peak, current int64, err error) {
 }
 
 // machineCPU returns the CPU seconds the whole machine spent busy (user,
-// nice, system, irq, softirq, steal) and idle (idle, iowait) so far, over
-// all CPUs, from the first line of /proc/stat.
-func (r procReader) machineCPU() (busy, idle float64, err error) {
+// nice, system, irq, softirq, steal) so far, over all CPUs, from the
+// first line of /proc/stat.
+func (r procReader) machineCPU() (float64, error) {
 	b, err := os.ReadFile("/proc/stat")
 	if err != nil {
-		return 0, 0, fmt.Errorf("read machine cpu: %w", err)
+		return 0, fmt.Errorf("read machine cpu: %w", err)
 	}
 	line, _, _ := strings.Cut(string(b), "\n")
 	f := strings.Fields(line)
 	if len(f) < 9 || f[0] != "cpu" {
-		return 0, 0, fmt.Errorf("read machine cpu: unexpected /proc/stat line %q", line)
+		return 0, fmt.Errorf("read machine cpu: unexpected /proc/stat line %q", line)
 	}
 	var v [8]float64
 	for i := range v {
 		n, err := strconv.ParseUint(f[i+1], 10, 64)
 		if err != nil {
-			return 0, 0, fmt.Errorf("read machine cpu: %w", err)
+			return 0, fmt.Errorf("read machine cpu: %w", err)
 		}
 		v[i] = float64(n) / r.tick
 	}
 	// user nice system idle iowait irq softirq steal
-	return v[0] + v[1] + v[2] + v[5] + v[6] + v[7], v[3] + v[4], nil
+	return v[0] + v[1] + v[2] + v[5] + v[6] + v[7], nil
 }
 
 // cpuMeter measures the CPU a set of processes uses over a window.
@@ -165,16 +165,16 @@ type child struct {
 
 // startChild starts exe with args. Its stderr goes to logPath; its stdout
 // is read line by line (see expect) when lineProtocol is set, else it goes
-// to logPath as well. The child gets env added to the harness's
-// environment minus REDIS_URL (pollbridge would read it).
-func startChild(name, exe string, args []string, logPath string, lineProtocol bool, env ...string) (*child, error) {
+// to logPath as well. The child gets the harness's environment minus
+// REDIS_URL (pollbridge would read it).
+func startChild(name, exe string, args []string, logPath string, lineProtocol bool) (*child, error) {
 	logf, err := os.Create(logPath)
 	if err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
 	cmd := exec.Command(exe, args...)
 	cmd.Stderr = logf
-	cmd.Env = append(withoutEnv(os.Environ(), "REDIS_URL"), env...)
+	cmd.Env = withoutEnv(os.Environ(), "REDIS_URL")
 	// Its own process group: a Ctrl-C on the harness is handled by the
 	// harness, which stops its children in order. Should the harness die
 	// without doing so, the kernel sends the child SIGTERM.

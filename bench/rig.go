@@ -67,33 +67,34 @@ type rig struct {
 }
 
 // newRig starts the load API and the receiver, writes and validates the
-// pollbridge configuration, and starts pollbridge. Close it when done.
-func (e *env) newRig(ctx context.Context, name, backend string, o rigOptions) (r *rig, err error) {
+// pollbridge configuration, and starts pollbridge. Close it when done; on
+// an error it has closed what it started and returns nil.
+func (e *env) newRig(ctx context.Context, name, backend string, o rigOptions) (_ *rig, err error) {
 	dir := filepath.Join(e.dir, name+"-"+backend)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("rig: %w", err)
 	}
-	r = &rig{e: e, name: name, dir: dir, backend: backend}
+	r := &rig{e: e, name: name, dir: dir, backend: backend}
 	defer func() {
 		if err != nil {
 			r.close(ctx)
 		}
 	}()
 	if r.api, err = startAPI(ctx, e.exe, dir, o.api); err != nil {
-		return r, err
+		return nil, err
 	}
 	secret, err := newSecret()
 	if err != nil {
-		return r, err
+		return nil, err
 	}
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	r.stopRecv = cancel
 	if r.recv, err = startReceiver(rctx, secret, e.log); err != nil {
-		return r, err
+		return nil, err
 	}
 	admin, err := freePort()
 	if err != nil {
-		return r, err
+		return nil, err
 	}
 	r.cfg = pbConfig{
 		APIURL:      r.api.url,
@@ -111,19 +112,21 @@ func (e *env) newRig(ctx context.Context, name, backend string, o rigOptions) (r
 	if backend == "redis" {
 		prefix := fmt.Sprintf("pbbench:%s:%s:", e.runID, name)
 		if r.redis, err = openRedis(ctx, e.redisURL, prefix, o.countRedis, e.log); err != nil {
-			return r, err
+			return nil, err
 		}
 		r.cfg.RedisURL, r.cfg.RedisPrefix = r.redis.url, prefix
 	}
 	r.cfgPath = filepath.Join(dir, "pollbridge.yaml")
-	if err := os.WriteFile(r.cfgPath, []byte(r.cfg.yaml()), 0o644); err != nil {
-		return r, fmt.Errorf("write config: %w", err)
+	if err = os.WriteFile(r.cfgPath, []byte(r.cfg.yaml()), 0o644); err != nil {
+		return nil, fmt.Errorf("write config: %w", err)
 	}
-	if err := validateConfig(ctx, e.bin, r.cfgPath); err != nil {
-		return r, err
+	if err = validateConfig(ctx, e.bin, r.cfgPath); err != nil {
+		return nil, err
 	}
-	r.pb, err = startPollbridge(ctx, e.bin, r.cfgPath, admin, filepath.Join(dir, "pollbridge.log"), e.profile != "")
-	return r, err
+	if r.pb, err = startPollbridge(ctx, e.bin, r.cfgPath, admin, filepath.Join(dir, "pollbridge.log"), e.profile != ""); err != nil {
+		return nil, err
+	}
+	return r, nil
 }
 
 // stopPollbridge records pollbridge's memory and stops it.
@@ -169,20 +172,25 @@ func (r *rig) close(ctx context.Context) {
 	}
 }
 
-// waitFirstPolls waits until pollbridge fetched every source once and
-// that many polls completed (the baseline is recorded).
-func (r *rig) waitFirstPolls(ctx context.Context, sources int) error {
+// waitBaseline waits until pollbridge fetched every source once and that
+// many polls completed (the baseline is recorded), then returns each
+// source's tick offset on the grid of interval (see tickOffsets).
+func (r *rig) waitBaseline(ctx context.Context, sources int, interval time.Duration) ([]time.Duration, error) {
 	err := waitFor(ctx, time.Minute, 100*time.Millisecond, "every source's first fetch", func() (bool, error) {
 		p, err := r.api.progress(ctx)
 		return p.Polled >= sources, err
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	return waitFor(ctx, time.Minute, 250*time.Millisecond, "the baseline polls to complete", func() (bool, error) {
+	err = waitFor(ctx, time.Minute, 250*time.Millisecond, "the baseline polls to complete", func() (bool, error) {
 		m, err := r.pb.metrics(ctx)
 		return m.labelsWith("pollbridge_polls_total", "source") >= sources, err
 	})
+	if err != nil {
+		return nil, err
+	}
+	return r.pb.tickOffsets(ctx, sources, interval)
 }
 
 // window is what one measurement window of a scheduled run saw.
@@ -220,6 +228,7 @@ func (r *rig) measure(ctx context.Context, interval, length time.Duration, offse
 	if err != nil {
 		return nil, err
 	}
+	var redisCPU0 float64
 	if r.redis != nil {
 		if r.redis.proxy != nil {
 			w.rc0 = r.redis.proxy.counts()
@@ -227,14 +236,11 @@ func (r *rig) measure(ctx context.Context, interval, length time.Duration, offse
 		if w.info0, err = r.redis.info(ctx, "stats", "total_commands_processed"); err != nil {
 			return nil, err
 		}
-	}
-	var redisCPU0 float64
-	if r.redis != nil {
 		if redisCPU0, err = r.redis.cpu(ctx); err != nil {
 			return nil, err
 		}
 	}
-	busy0, _, err := r.e.proc.machineCPU()
+	busy0, err := r.e.proc.machineCPU()
 	if err != nil {
 		return nil, err
 	}
@@ -251,7 +257,7 @@ func (r *rig) measure(ctx context.Context, interval, length time.Duration, offse
 	if err != nil {
 		return nil, err
 	}
-	busy1, _, err := r.e.proc.machineCPU()
+	busy1, err := r.e.proc.machineCPU()
 	if err != nil {
 		return nil, err
 	}

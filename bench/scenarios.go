@@ -126,16 +126,11 @@ func (e *env) runSteady(ctx context.Context, res *result, backend string, etag b
 		schedule:   "@every 1s",
 		countRedis: backend == "redis",
 	})
-	if r != nil {
-		defer r.close(ctx)
-	}
 	if err != nil {
 		return err
 	}
-	if err := r.waitFirstPolls(ctx, sc.Sources); err != nil {
-		return err
-	}
-	offsets, err := r.pb.tickOffsets(ctx, sc.Sources, interval)
+	defer r.close(ctx)
+	offsets, err := r.waitBaseline(ctx, sc.Sources, interval)
 	if err != nil {
 		return err
 	}
@@ -206,16 +201,11 @@ func (e *env) runFleet(ctx context.Context, res *result, backend string, sc scal
 		schedule:    "@every 1s",
 		concurrency: sc.Concurrency,
 	})
-	if r != nil {
-		defer r.close(ctx)
-	}
 	if err != nil {
 		return err
 	}
-	if err := r.waitFirstPolls(ctx, sc.Sources); err != nil {
-		return err
-	}
-	offsets, err := r.pb.tickOffsets(ctx, sc.Sources, interval)
+	defer r.close(ctx)
+	offsets, err := r.waitBaseline(ctx, sc.Sources, interval)
 	if err != nil {
 		return err
 	}
@@ -344,12 +334,10 @@ func (e *env) runDrain(ctx context.Context, res *result, backend string, sc scal
 		emitInitial: true,
 		concurrency: sc.Concurrency,
 	})
-	if r != nil {
-		defer r.close(ctx)
-	}
 	if err != nil {
 		return err
 	}
+	defer r.close(ctx)
 	if err := r.pb.pauseSink(ctx); err != nil {
 		return err
 	}
@@ -483,12 +471,10 @@ func (e *env) runBigsource(ctx context.Context, res *result, backend string, sc 
 		schedule: triggeredSchedule,
 		maxPages: pages*2 + 10,
 	})
-	if r != nil {
-		defer r.close(ctx)
-	}
 	if err != nil {
 		return err
 	}
+	defer r.close(ctx)
 	// Deliveries would mix into the CPU of the polls: hold them.
 	if err := r.pb.pauseSink(ctx); err != nil {
 		return err
@@ -583,12 +569,10 @@ func (e *env) millionVariant(ctx context.Context, res *result, name, backend str
 		schedule:    triggeredSchedule,
 		sourceExtra: extra,
 	})
-	if r != nil {
-		defer r.close(ctx)
-	}
 	if err != nil {
 		return err
 	}
+	defer r.close(ctx)
 	var memBefore float64
 	if r.redis != nil {
 		if memBefore, err = r.redis.info(ctx, "memory", "used_memory"); err != nil {

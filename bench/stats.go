@@ -119,16 +119,6 @@ func (sc scrape) labelsWith(name, label string) int {
 	return len(seen)
 }
 
-// has reports whether any series is called name.
-func (sc scrape) has(name string) bool {
-	for _, s := range sc {
-		if s.name == name {
-			return true
-		}
-	}
-	return false
-}
-
 // matches reports whether s has every label name/value pair of pairs.
 func (s sample) matches(pairs []string) bool {
 	for i := 0; i+1 < len(pairs); i += 2 {
