@@ -101,6 +101,9 @@ func Open(path string, opts Options) (*Store, error) {
 			return nil, fmt.Errorf("open state file %s: %w", path, err)
 		}
 	}
+	// The freelist is not written at each commit (less to fsync) but
+	// rebuilt by a scan of the file at Open; the map freelist finds free
+	// pages without a linear search.
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: timeout, ReadOnly: opts.ReadOnly, NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
 	if errors.Is(err, bolt.ErrTimeout) {
 		return nil, fmt.Errorf("open state file %s: %w", path, ErrInUse)
@@ -203,7 +206,7 @@ func (s *Store) Close() error {
 }
 
 // checkSchema accepts a file that was never initialised and the layout
-// versions this pollbridge reads (1 to 3).
+// versions this pollbridge reads (1 to schemaVersion).
 func checkSchema(tx *bolt.Tx) error {
 	_, err := schema(tx)
 	return err

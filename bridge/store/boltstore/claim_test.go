@@ -28,11 +28,7 @@ func TestSchema3ClaimIsReadRight(t *testing.T) {
 	closeStore(t, s)
 
 	// Rewrite the claims as schema 3 kept them.
-	db, err := bolt.Open(path, 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = db.Update(func(tx *bolt.Tx) error {
+	rewriteFile(t, path, func(tx *bolt.Tx) error {
 		claimed, ob := tx.Bucket([]byte(bucketClaimed)), outbox(tx)
 		for _, id := range []string{"a1", "b1"} {
 			r, err := getRecord(ob, []byte(id)) // at: the lease's end, from claimed/
@@ -48,10 +44,6 @@ func TestSchema3ClaimIsReadRight(t *testing.T) {
 		}
 		return tx.Bucket([]byte(bucketRoot)).Put([]byte(keySchema), binary.BigEndian.AppendUint64(nil, 3))
 	})
-	db.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
 
 	s = openPath(t, path, Options{})
 	again := claimIDs(t, s, time.Now())
@@ -68,7 +60,7 @@ func TestSchema3ClaimIsReadRight(t *testing.T) {
 	if len(later) != 1 || later[0].ID != again[1].ID {
 		t.Fatalf("Claim an hour later = %v, want only the retried %s (no stray due entries)", later, again[1].ID)
 	}
-	err = s.db.View(func(tx *bolt.Tx) error {
+	err := s.db.View(func(tx *bolt.Tx) error {
 		if v, err := schema(tx); err != nil || v != schemaVersion {
 			t.Errorf("schema after open = %d, %v; want %d", v, err, schemaVersion)
 		}

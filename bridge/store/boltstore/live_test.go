@@ -54,20 +54,12 @@ func TestUpgradeFromSchema2(t *testing.T) {
 	}
 	closeStore(t, s)
 
-	db, err := bolt.Open(path, 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = db.Update(func(tx *bolt.Tx) error {
+	rewriteFile(t, path, func(tx *bolt.Tx) error {
 		if err := tx.DeleteBucket([]byte(bucketLive)); err != nil {
 			return err
 		}
 		return tx.Bucket([]byte(bucketRoot)).Put([]byte(keySchema), binary.BigEndian.AppendUint64(nil, 2))
 	})
-	db.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
 
 	ro := openPath(t, path, Options{ReadOnly: true})
 	if ids := liveIDs(t, ro, "hook"); !slices.Equal(ids, want) {
@@ -79,7 +71,7 @@ func TestUpgradeFromSchema2(t *testing.T) {
 	closeStore(t, ro)
 
 	s = openPath(t, path, Options{})
-	err = s.db.View(func(tx *bolt.Tx) error {
+	err := s.db.View(func(tx *bolt.Tx) error {
 		if v, err := schema(tx); err != nil || v != schemaVersion {
 			t.Errorf("schema after upgrade = %d, %v; want %d", v, err, schemaVersion)
 		}

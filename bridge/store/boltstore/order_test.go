@@ -60,11 +60,7 @@ func TestUpgradeFromSchema1(t *testing.T) {
 	closeStore(t, s)
 
 	// Rewrite it as version 1 would have left it, with a2 claimed too.
-	db, err := bolt.Open(path, 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = db.Update(func(tx *bolt.Tx) error {
+	rewriteFile(t, path, func(tx *bolt.Tx) error {
 		if err := tx.DeleteBucket([]byte(bucketFifo)); err != nil {
 			return err
 		}
@@ -92,10 +88,6 @@ func TestUpgradeFromSchema1(t *testing.T) {
 		}
 		return nil
 	})
-	db.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
 
 	ro := openPath(t, path, Options{ReadOnly: true})
 	if st, err := ro.Stats(t.Context(), time.Now()); err != nil || st["hook"] != (store.SinkStats{Pending: 4}) {
@@ -104,7 +96,7 @@ func TestUpgradeFromSchema1(t *testing.T) {
 	closeStore(t, ro)
 
 	s = openPath(t, path, Options{})
-	err = s.db.View(func(tx *bolt.Tx) error {
+	err := s.db.View(func(tx *bolt.Tx) error {
 		if v, err := schema(tx); err != nil || v != schemaVersion {
 			t.Errorf("schema after upgrade = %d, %v; want %d", v, err, schemaVersion)
 		}

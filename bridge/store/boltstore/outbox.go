@@ -69,23 +69,10 @@ func (s *Store) Claim(ctx context.Context, sink string, now time.Time, max int, 
 // delivery of the item becomes due at once. It fails with store.ErrNotFound
 // when d is not in the outbox (already acked, or dead).
 func (s *Store) Ack(ctx context.Context, d store.Delivery) error {
-	now := time.Now()
-	err := s.update(ctx, func(tx *bolt.Tx) error { return ack(tx, d, now) })
-	if err != nil {
+	if err := s.settleOne(ctx, store.Outcome{Op: store.OpAck, Delivery: d}); err != nil {
 		return fmt.Errorf("ack %q: %w", d.ID, err)
 	}
 	return nil
-}
-
-func ack(tx *bolt.Tx, d store.Delivery, now time.Time) error {
-	r, err := liveRecord(tx, d.ID)
-	if err != nil {
-		return err
-	}
-	if err := unlink(tx, r, now); err != nil {
-		return err
-	}
-	return outbox(tx).Delete([]byte(d.ID))
 }
 
 // Settle implements store.Store: every outcome in one transaction, so one
@@ -99,32 +86,13 @@ func (s *Store) Settle(ctx context.Context, outcomes []store.Outcome) []error {
 	err := s.update(ctx, func(tx *bolt.Tx) error {
 		for i, o := range outcomes {
 			errs[i] = nil
-			d := o.Delivery
-			if _, err := liveRecord(tx, d.ID); err != nil {
-				if !errors.Is(err, store.ErrNotFound) {
-					return fmt.Errorf("settle %q: %w", d.ID, err)
-				}
-				errs[i] = fmt.Errorf("settle %q: %w", d.ID, err) // nothing written for it
-				continue
-			}
-			var err error
-			switch o.Op {
-			case store.OpAck:
-				err = ack(tx, d, now)
-			case store.OpRetry:
-				due := o.Due
-				if due.IsZero() {
-					due = now
-				}
-				err = retry(tx, d, due)
-			case store.OpBury:
-				err = bury(tx, d, now)
+			err := settle(tx, o, now)
+			switch {
+			case err == nil:
+			case errors.Is(err, store.ErrNotFound), errors.Is(err, errUnknownOp):
+				errs[i] = fmt.Errorf("settle %q: %w", o.Delivery.ID, err) // nothing written for it
 			default:
-				errs[i] = fmt.Errorf("settle %q: unknown op %d", d.ID, o.Op)
-				continue
-			}
-			if err != nil {
-				return fmt.Errorf("settle %q: %w", d.ID, err)
+				return fmt.Errorf("settle %q: %w", o.Delivery.ID, err)
 			}
 		}
 		return nil
@@ -142,21 +110,60 @@ func (s *Store) Settle(ctx context.Context, outcomes []store.Outcome) []error {
 // the younger deliveries of the item keep waiting. It fails with
 // store.ErrNotFound when d is not in the outbox.
 func (s *Store) Retry(ctx context.Context, d store.Delivery, due time.Time) error {
-	if due.IsZero() {
-		due = time.Now()
-	}
-	err := s.update(ctx, func(tx *bolt.Tx) error { return retry(tx, d, due) })
-	if err != nil {
+	if err := s.settleOne(ctx, store.Outcome{Op: store.OpRetry, Delivery: d, Due: due}); err != nil {
 		return fmt.Errorf("retry %q: %w", d.ID, err)
 	}
 	return nil
 }
 
-func retry(tx *bolt.Tx, d store.Delivery, due time.Time) error {
-	r, err := liveRecord(tx, d.ID)
+// Bury takes d.Attempts and d.LastError and moves d to the dead letters of
+// its sink, stamped with the current time; when d was the head of its item,
+// the next delivery of the item becomes due at once. It fails with
+// store.ErrNotFound when d is not in the outbox.
+func (s *Store) Bury(ctx context.Context, d store.Delivery) error {
+	if err := s.settleOne(ctx, store.Outcome{Op: store.OpBury, Delivery: d}); err != nil {
+		return fmt.Errorf("bury %q: %w", d.ID, err)
+	}
+	return nil
+}
+
+// settleOne records one outcome in its own transaction (Ack, Retry, Bury).
+func (s *Store) settleOne(ctx context.Context, o store.Outcome) error {
+	now := time.Now()
+	return s.update(ctx, func(tx *bolt.Tx) error { return settle(tx, o, now) })
+}
+
+var errUnknownOp = errors.New("unknown op")
+
+// settle records o in tx as of now. It fails with store.ErrNotFound when
+// the delivery is not live, and with errUnknownOp, having written nothing
+// in either case.
+func settle(tx *bolt.Tx, o store.Outcome, now time.Time) error {
+	r, err := liveRecord(tx, o.Delivery.ID)
 	if err != nil {
 		return err
 	}
+	switch o.Op {
+	case store.OpAck:
+		if err := unlink(tx, r, now); err != nil {
+			return err
+		}
+		return outbox(tx).Delete([]byte(r.d.ID))
+	case store.OpRetry:
+		due := o.Due
+		if due.IsZero() {
+			due = now
+		}
+		return retry(tx, r, o.Delivery, due)
+	case store.OpBury:
+		return bury(tx, r, o.Delivery, now)
+	}
+	return fmt.Errorf("%w %d", errUnknownOp, o.Op)
+}
+
+// retry is settle's OpRetry: r, d's live record, takes d's Attempts and
+// LastError and is due at due.
+func retry(tx *bolt.Tx, r *record, d store.Delivery, due time.Time) error {
 	head, err := isHead(tx, r)
 	if err != nil {
 		return err
@@ -187,24 +194,9 @@ func retry(tx *bolt.Tx, d store.Delivery, due time.Time) error {
 	return moveDue(tx, r, nanos(due))
 }
 
-// Bury takes d.Attempts and d.LastError and moves d to the dead letters of
-// its sink, stamped with the current time; when d was the head of its item,
-// the next delivery of the item becomes due at once. It fails with
-// store.ErrNotFound when d is not in the outbox.
-func (s *Store) Bury(ctx context.Context, d store.Delivery) error {
-	now := time.Now()
-	err := s.update(ctx, func(tx *bolt.Tx) error { return bury(tx, d, now) })
-	if err != nil {
-		return fmt.Errorf("bury %q: %w", d.ID, err)
-	}
-	return nil
-}
-
-func bury(tx *bolt.Tx, d store.Delivery, now time.Time) error {
-	r, err := liveRecord(tx, d.ID)
-	if err != nil {
-		return err
-	}
+// bury is settle's OpBury: r, d's live record, takes d's Attempts and
+// LastError and goes to the dead letters, stamped now.
+func bury(tx *bolt.Tx, r *record, d store.Delivery, now time.Time) error {
 	if err := unlink(tx, r, now); err != nil {
 		return err
 	}

@@ -76,8 +76,9 @@ func (s *Store) load(ctx context.Context, source string, withItems bool) (store.
 	return st, nil
 }
 
-// Commit applies c in one fsynced transaction: items, meta, the generation
-// and the deliveries are all written, or nothing is. It fails with an error
+// Commit applies c in one fsynced transaction, which commits made at about
+// the same time share (see batch): items, meta, the generation and the
+// deliveries are all written, or nothing is. It fails with an error
 // wrapping store.ErrConflict unless c.Generation is the stored generation.
 //
 // Deliveries get Created and Due set to the commit time when zero (a non-zero
