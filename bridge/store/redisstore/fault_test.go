@@ -39,6 +39,14 @@ func storeCalls(s *Store, d store.Delivery) map[string]func(ctx context.Context)
 		"Live":     func(ctx context.Context) error { _, err := s.Live(ctx, "", 10); return err },
 		"Ping":     func(ctx context.Context) error { return s.Ping(ctx) },
 		"TryLease": func(ctx context.Context) error { _, err := s.TryLease(ctx, "l", "me", time.Second); return err },
+		"Settle": func(ctx context.Context) error {
+			return errors.Join(s.Settle(ctx, []store.Outcome{{Op: store.OpAck, Delivery: d}})...)
+		},
+		"StartPoll": func(ctx context.Context) error {
+			_, _, err := s.StartPoll(ctx, "src", "t", "me", time.Second)
+			return err
+		},
+		"Replicas": func(ctx context.Context) error { _, err := s.Replicas(ctx, "me", time.Second); return err },
 	}
 }
 
@@ -138,7 +146,7 @@ func TestRedisDownAndBack(t *testing.T) {
 		t.Errorf("TryLease after the restart = %v, %v; want true", ok, err)
 	}
 	for name, call := range storeCalls(s, d) {
-		if name == "Ack" || name == "Retry" || name == "Bury" {
+		if name == "Ack" || name == "Retry" || name == "Bury" || name == "Settle" {
 			continue // d is gone with the old data
 		}
 		if err := call(t.Context()); err != nil {

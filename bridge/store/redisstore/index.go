@@ -69,7 +69,7 @@ func (s *Store) maybeRepair(ctx context.Context) error {
 		return nil
 	}
 	s.repairs.Go(func() {
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), turn)
+		rctx, cancel := context.WithTimeout(s.life, turn) // Close ends it
 		defer cancel()
 		if err := s.repair(rctx); err != nil {
 			s.nextRepair.Store(0)
@@ -97,7 +97,6 @@ func (s *Store) repair(ctx context.Context) error {
 		}
 		var ps []peeked
 		_, err = s.pipeScripts(ctx, func(p redis.Pipeliner) {
-			ps = ps[:0]
 			for _, src := range batch {
 				if len(sinks[src]) == 0 {
 					continue

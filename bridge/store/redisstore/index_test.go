@@ -383,6 +383,27 @@ func TestScriptCacheFlushed(t *testing.T) {
 			if ok, err := s.TryLease(ctx, "l", "me", time.Second); err != nil || !ok {
 				t.Errorf("TryLease = %v, %v", ok, err)
 			}
+			flush()
+			if st, held, err := s.StartPoll(ctx, "src", "t1", "me", time.Second); err != nil || !held || st.Generation != 1 {
+				t.Errorf("StartPoll = %+v, %v, %v", st, held, err)
+			}
+			flush()
+			batch := []*pollStart{ // as calls made together send them
+				{keys: []string{s.srcKey("src", "lease:t2"), s.headKey("src"), s.metaKey("src")}, args: []any{"me", 1000}, done: make(chan struct{})},
+				{keys: []string{s.srcKey("other", "lease:t2"), s.headKey("other"), s.metaKey("other")}, args: []any{"me", 1000}, done: make(chan struct{})},
+			}
+			s.runStarts(ctx, batch)
+			for i, r := range batch {
+				if st, held, err := parseStart(r.res); r.err != nil || err != nil || !held {
+					t.Errorf("batched StartPoll %d = %+v, %v, %v, %v", i, st, held, r.err, err)
+				}
+			}
+			flush()
+			for i, err := range s.Settle(ctx, []store.Outcome{{Op: store.OpAck, Delivery: ds[0]}, {Op: store.OpAck, Delivery: ds[1]}}) {
+				if err != nil {
+					t.Errorf("Settle outcome %d: %v", i, err)
+				}
+			}
 		})
 	}
 }

@@ -28,7 +28,8 @@ import (
 // oldest due first, commit order among equals; across sources it is filled
 // source by source in the order of their earliest due delivery, and then
 // sorted by due time. A page of the index costs two pipelines, however many
-// sources it names: one counts each source's due deliveries, one claims.
+// sources it names: one counts each source's due deliveries, one claims
+// (a page of one source skips the count).
 // If a source fails midway, Claim returns what it claimed so far (the
 // error shows again on the next call); with nothing claimed it returns the
 // error.
@@ -63,11 +64,14 @@ func (s *Store) Claim(ctx context.Context, sink string, now time.Time, limit int
 		// source, then the claims, filled source by source in the index's
 		// order (a batch from few sources settles in few scripts). A
 		// source counted empty is still asked, for nothing: its answer
-		// refreshes its stale index entry.
-		counts, err := s.dueCounts(ctx, sink, cands, nowMs)
-		if err != nil {
-			claimErr = err
-			break
+		// refreshes its stale index entry. A lone source needs no count:
+		// it is asked for the rest.
+		counts := []int64{int64(limit - len(hits))}
+		if len(cands) > 1 {
+			if counts, err = s.dueCounts(ctx, sink, cands, nowMs); err != nil {
+				claimErr = err
+				break
+			}
 		}
 		var round []string
 		var quotas []int
@@ -141,56 +145,28 @@ func (s *Store) dueCounts(ctx context.Context, sink string, sources []string, no
 // claimAnswer is what the claim script did for one source of a round.
 type claimAnswer struct {
 	source string
-	quota  int // how many it was asked for (0: only its index entry)
 	hits   []claimHit
 	entry  indexEntry
 	err    error
 }
 
 // claimRound runs the claim script for every source of round in one
-// pipeline, asking source i for quotas[i] deliveries. A script the
-// server no longer has (a restart, a failover) did not run: those calls go
-// again, once, after the scripts are loaded; the others must not (a claim
-// is not idempotent). The error is the pipeline's, if it failed as a whole.
+// pipeline, asking source i for quotas[i] deliveries (pipeScripts retries
+// the calls that found no script, and only those: a claim is not
+// idempotent). The error is the pipeline's, if it failed.
 func (s *Store) claimRound(ctx context.Context, sink string, round []string, quotas []int, nowMs, untilMs int64) ([]claimAnswer, error) {
+	cmds := make([]*redis.Cmd, len(round))
+	_, err := s.pipeScripts(ctx, func(p redis.Pipeliner) {
+		for i, src := range round {
+			keys := []string{s.headKey(src), s.outKey(src), s.dueKey(src, sink)}
+			cmds[i] = s.sc.claim.EvalSha(ctx, p, keys, nowMs, untilMs, quotas[i], sink)
+		}
+	})
 	answers := make([]claimAnswer, len(round))
 	for i, src := range round {
-		answers[i] = claimAnswer{source: src, quota: quotas[i]}
-	}
-	run := func(which []int) ([]*redis.Cmd, error) {
-		cmds := make([]*redis.Cmd, len(which))
-		_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for j, i := range which {
-				a := answers[i]
-				keys := []string{s.headKey(a.source), s.outKey(a.source), s.dueKey(a.source, sink)}
-				cmds[j] = s.sc.claim.EvalSha(ctx, p, keys, nowMs, untilMs, a.quota, sink)
-			}
-			return nil
-		})
-		return cmds, err
-	}
-	all := make([]int, len(round))
-	for i := range all {
-		all[i] = i
-	}
-	cmds, err := run(all)
-	var again []int
-	for i, c := range cmds {
-		if cerr := c.Err(); errors.Is(cerr, redis.ErrNoScript) || redis.HasErrorPrefix(cerr, "NOSCRIPT") {
-			again = append(again, i)
-		} else {
-			answers[i].hits, answers[i].entry, answers[i].err = parseClaim(answers[i].source, sink, c)
-		}
-	}
-	if len(again) > 0 {
-		if lerr := s.sc.load(ctx, s.rdb); lerr != nil {
-			return answers, lerr
-		}
-		cmds, err = run(again)
-		for j, c := range cmds {
-			i := again[j]
-			answers[i].hits, answers[i].entry, answers[i].err = parseClaim(answers[i].source, sink, c)
-		}
+		a := &answers[i]
+		a.source = src
+		a.hits, a.entry, a.err = parseClaim(src, sink, cmds[i])
 	}
 	return answers, err
 }
@@ -510,7 +486,6 @@ func (s *Store) deadRecords(ctx context.Context, sink string) ([]deadRecord, err
 		}
 		var ls []listed
 		_, err := s.pipeScripts(ctx, func(p redis.Pipeliner) {
-			ls = ls[:0]
 			for _, src := range batch {
 				if len(sinks[src]) == 0 {
 					continue
@@ -657,7 +632,6 @@ func (s *Store) Stats(ctx context.Context, now time.Time) (map[string]store.Sink
 		}
 		var cs []counted
 		_, err = s.pipeScripts(ctx, func(p redis.Pipeliner) {
-			cs = cs[:0]
 			for _, src := range batch {
 				if len(sinks[src]) == 0 {
 					continue

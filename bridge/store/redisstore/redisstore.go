@@ -69,8 +69,11 @@ type Store struct {
 
 	// nextRepair is when (UnixNano) Claim next tries a repair pass.
 	nextRepair atomic.Int64
-	// repairs tracks the repair pass running in the background.
+	// repairs tracks the repair pass running in the background; life is
+	// its context, which Close cancels (stop) before waiting for it.
 	repairs sync.WaitGroup
+	life    context.Context
+	stop    context.CancelFunc
 	// skipSync, a test hook, makes Commit leave the ready index alone, as
 	// a replica that crashes right after the commit would.
 	skipSync atomic.Bool
@@ -106,10 +109,12 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		repairEvery: opts.RepairInterval,
 		sc:          newScripts(),
 	}
+	s.life, s.stop = context.WithCancel(context.Background())
 	if s.repairEvery <= 0 {
 		s.repairEvery = DefaultRepairInterval
 	}
 	if err := rdb.Ping(ctx).Err(); err != nil {
+		s.stop()
 		rdb.Close()
 		return nil, fmt.Errorf("open redis store: ping: %w", err)
 	}
@@ -182,8 +187,10 @@ func (s *Store) Ping(ctx context.Context) error {
 	return nil
 }
 
-// Close waits for a running repair pass and closes the connections to Redis.
+// Close ends a running repair pass, waits for it and closes the
+// connections to Redis.
 func (s *Store) Close() error {
+	s.stop()
 	s.repairs.Wait()
 	if err := s.rdb.Close(); err != nil {
 		return fmt.Errorf("close redis store: %w", err)
@@ -277,30 +284,54 @@ func (s *Store) repairKey() string              { return s.prefix + "repair" }
 func (s *Store) leaseKey(name string) string    { return s.prefix + "lease:" + name }
 func (s *Store) replicasKey() string            { return s.prefix + "replicas" }
 
-// pipeScripts runs fill's commands in one pipeline; when a script is
-// missing from the server's cache (a restart, a failover), it loads every
-// script and runs the pipeline once more. Only idempotent pipelines may use
-// it. It returns the commands; their errors are left to the caller.
+// pipeScripts runs fill's commands in one pipeline. A script call that
+// found the script missing from the server's cache (a restart, a failover,
+// SCRIPT FLUSH) did not run: once every script is loaded, those calls, and
+// only those, go again in a second pipeline. The others ran and are not
+// repeated, so pipelines of scripts that are not idempotent (claims,
+// settles) may use it too. fill runs once. The error is the first
+// command's error left after the retry (a failed load is left in the
+// calls that needed it); each command keeps its own.
 func (s *Store) pipeScripts(ctx context.Context, fill func(p redis.Pipeliner)) ([]redis.Cmder, error) {
-	for attempt := 0; ; attempt++ {
-		cmds, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-			fill(p)
+	cmds, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		fill(p)
+		return nil
+	})
+	if err == nil {
+		return cmds, nil
+	}
+	var again []redis.Cmder
+	for _, c := range cmds {
+		if isNoScript(c.Err()) {
+			again = append(again, c)
+		}
+	}
+	if len(again) == 0 {
+		return cmds, err
+	}
+	if lerr := s.sc.load(ctx, s.rdb); lerr != nil {
+		for _, c := range again {
+			c.SetErr(lerr)
+		}
+	} else {
+		// The same commands go again: the pointers fill handed out stay
+		// valid, and each one's reply (or error) replaces the NOSCRIPT.
+		_, _ = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for _, c := range again {
+				_ = p.Process(ctx, c)
+			}
 			return nil
 		})
-		if err == nil || attempt > 0 || !anyNoScript(cmds) {
-			return cmds, err
-		}
-		if lerr := s.sc.load(ctx, s.rdb); lerr != nil {
-			return cmds, lerr
+	}
+	for _, c := range cmds {
+		if cerr := c.Err(); cerr != nil {
+			return cmds, cerr
 		}
 	}
+	return cmds, nil
 }
 
-func anyNoScript(cmds []redis.Cmder) bool {
-	for _, c := range cmds {
-		if err := c.Err(); errors.Is(err, redis.ErrNoScript) || redis.HasErrorPrefix(err, "NOSCRIPT") {
-			return true
-		}
-	}
-	return false
+// isNoScript reports whether err says the server does not have the script.
+func isNoScript(err error) bool {
+	return errors.Is(err, redis.ErrNoScript) || redis.HasErrorPrefix(err, "NOSCRIPT")
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -13,21 +14,25 @@ import (
 	"github.com/pollbridge/pollbridge/bridge/store"
 )
 
-// pollStarts groups StartPoll calls. A call made while no other is in
-// flight goes to Redis at once; the calls that arrive while one is in flight
-// wait for it and then go together, in one pipeline. The scheduler fires
-// ticks in small batches, so the sources of one batch share a round trip
-// instead of making one each, and a lone call waits for nothing.
+// pollStarts groups StartPoll calls. A call made while no batch is in
+// flight goes to Redis at once; the calls that arrive while one is in
+// flight wait for it to end, and then the first of them to run sends them
+// all, in one pipeline. The scheduler fires ticks in small batches, so the
+// sources of one batch share a round trip instead of making one each, and
+// a lone call waits for nothing. A caller sends one batch at most: however
+// steadily calls keep coming, each returns after two round trips or less.
 type pollStarts struct {
 	mu      sync.Mutex
 	queue   []*pollStart
-	running bool // a caller is sending the queue
+	running bool          // a batch is in flight
+	idle    chan struct{} // closed (and replaced) when it lands
 }
 
 // pollStart is one queued StartPoll call.
 type pollStart struct {
 	keys []string
 	args []any
+	sent bool // taken into a batch (under pollStarts.mu)
 	res  []any
 	err  error
 	done chan struct{} // closed when res and err are set
@@ -52,7 +57,25 @@ func (s *Store) StartPoll(ctx context.Context, source, tick, owner string, ttl t
 	q := &s.starts
 	q.mu.Lock()
 	q.queue = append(q.queue, req)
-	if q.running {
+	for q.running && !req.sent {
+		if q.idle == nil {
+			q.idle = make(chan struct{})
+		}
+		idle := q.idle
+		q.mu.Unlock()
+		select {
+		case <-idle:
+		case <-ctx.Done():
+			q.mu.Lock()
+			if !req.sent { // never sent: nobody takes a lease for a caller gone
+				q.queue = slices.DeleteFunc(q.queue, func(r *pollStart) bool { return r == req })
+			}
+			q.mu.Unlock()
+			return store.State{}, false, fmt.Errorf("start poll: %w", ctx.Err())
+		}
+		q.mu.Lock()
+	}
+	if req.sent {
 		q.mu.Unlock()
 		select {
 		case <-req.done:
@@ -60,20 +83,22 @@ func (s *Store) StartPoll(ctx context.Context, source, tick, owner string, ttl t
 			return store.State{}, false, fmt.Errorf("start poll: %w", ctx.Err())
 		}
 	} else {
-		// This caller sends until the queue is empty, under its own ctx:
-		// if that ends, the calls it carries fail with it. (The engine's
-		// ticks share one context, which ends only at shutdown; a
-		// pipeline that outlived it could hold the shutdown up for the
-		// client's whole retry budget.)
-		q.running = true
-		for len(q.queue) > 0 {
-			batch := q.queue
-			q.queue = nil
-			q.mu.Unlock()
-			s.runStarts(ctx, batch)
-			q.mu.Lock()
+		// This caller sends the queue, under its own ctx: if that ends,
+		// the calls it carries fail with it. (The engine's ticks share
+		// one context, which ends only at shutdown.)
+		batch := q.queue
+		q.queue, q.running = nil, true
+		for _, r := range batch {
+			r.sent = true
 		}
+		q.mu.Unlock()
+		s.runStarts(ctx, batch)
+		q.mu.Lock()
 		q.running = false
+		if q.idle != nil {
+			close(q.idle) // the queued calls: the first to run sends them
+			q.idle = nil
+		}
 		q.mu.Unlock()
 	}
 	if req.err != nil {
@@ -95,18 +120,14 @@ func (s *Store) runStarts(ctx context.Context, batch []*pollStart) {
 		r.res, r.err = s.sc.startPoll.Run(ctx, s.rdb, r.keys, r.args...).Slice()
 		return
 	}
-	// A repeated call is harmless: the owner holding a lease extends it.
 	cmds := make([]*redis.Cmd, len(batch))
-	_, err := s.pipeScripts(ctx, func(p redis.Pipeliner) {
+	_, _ = s.pipeScripts(ctx, func(p redis.Pipeliner) {
 		for i, r := range batch {
 			cmds[i] = s.sc.startPoll.EvalSha(ctx, p, r.keys, r.args...)
 		}
 	})
 	for i, r := range batch {
-		r.res, r.err = cmds[i].Slice()
-		if r.err == nil && r.res == nil && err != nil {
-			r.err = err
-		}
+		r.res, r.err = cmds[i].Slice() // a failed pipeline left its error in each
 	}
 }
 
