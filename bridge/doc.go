@@ -6,11 +6,12 @@
 //
 //	scheduler (robfig/cron, per-source offset on a shared grid; sources
 //	    with the same schedule and offset share one entry, a tickGroup)
-//	  → ticker, on a reused worker goroutine (workers.go): lease jitter
-//	    (only while Store.Replicas counts more than this replica), source
-//	    backoff
-//	  → poller: Store.StartPoll (the tick's lease and the source's meta in
-//	    one call), Source.Fetch (304 / same body: stop here),
+//	  → startTicks: source backoff, then Store.StartPolls for the group
+//	    (each tick's lease and its source's meta; one round trip on Redis).
+//	    Only while Store.Replicas counts more than this replica, each
+//	    source first waits a random lease jitter and asks alone.
+//	  → poller, on a reused worker goroutine (workers.go), per held tick:
+//	    Source.Fetch (304 / same body: stop here),
 //	    Store.Load, Diff (fingerprints, watch/ignore, delete_after, mass-
 //	    deletion guard), events and filter selection, per-sink routes
 //	  → Store.Commit (new items + outbox deliveries, one atomic step)

@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -446,21 +447,43 @@ type tickGroup struct {
 	workers *workers
 }
 
-// tick runs the tick of every source of g, each on a worker (see workers),
-// and waits for them all, so that cron knows the job runs until the last
-// poll ends. A panic in a poll is raised again here, where cron's Recover
-// logs it.
+// tick runs the tick of every source of g and waits for their polls, so
+// that cron knows the job runs until the last poll ends. A lone replica
+// asks the store for all the ticks' leases in one StartPolls call (on Redis,
+// one round trip for the whole group) and then polls the sources it holds,
+// each on a worker (see workers). Replicas that share the store first wait
+// a short random delay per source, so that a different replica wins each
+// race and the polls spread over the fleet instead of going to the
+// fastest replica. A panic in a poll is raised again here, where cron's
+// Recover logs it.
 func (g *tickGroup) tick(ctx context.Context) {
 	now := time.Now()
 	panics := make(chan any, len(g.tickers))
-	for _, t := range g.tickers {
+	n := 0
+	run := func(f func()) {
+		n++
 		g.workers.Go(func() {
 			defer func() { panics <- recover() }()
-			t.tick(ctx, now)
+			f()
 		})
 	}
+	if alone := len(g.tickers) > 0 && g.tickers[0].engine.replicas.Load() == 1; alone {
+		for _, poll := range startTicks(ctx, now, g.tickers) {
+			run(poll)
+		}
+	} else {
+		for _, t := range g.tickers {
+			run(func() {
+				if t.jitter(ctx) {
+					for _, poll := range startTicks(ctx, now, []*ticker{t}) {
+						poll()
+					}
+				}
+			})
+		}
+	}
 	var first any
-	for range g.tickers {
+	for range n {
 		if p := <-panics; p != nil && first == nil {
 			first = p
 		}
@@ -481,40 +504,77 @@ type ticker struct {
 	failing bool // the last lease attempt failed (logged once)
 }
 
-// tick polls the source, for the tick that fired at now, if this replica
-// wins the tick's lease. Every replica fires the same ticks (schedules are
-// on a shared grid); the lease, named after the source and the tick's
-// scheduled time, lets exactly one of them poll. A replica that dies holds
-// no lease for the next tick, so the others carry on within one interval.
-func (t *ticker) tick(ctx context.Context, now time.Time) {
-	if t.engine.replicas.Load() != 1 {
-		// A short random delay lets a different replica win each race,
-		// so the polls spread over the fleet instead of going to the
-		// fastest replica. A lone replica has no race to spread: it
-		// fires its ticks at once, in the scheduler's small batches.
-		jitter := time.NewTimer(rand.N(min(t.interval/10, maxLeaseJitter)) + 1)
-		select {
-		case <-jitter.C:
-		case <-ctx.Done():
-			jitter.Stop()
-			return
+// jitter waits a random delay of up to a tenth of the interval (at most
+// maxLeaseJitter) before a replica that shares the store asks for a tick's
+// lease. It reports false when ctx ended first.
+func (t *ticker) jitter(ctx context.Context) bool {
+	timer := time.NewTimer(rand.N(min(t.interval/10, maxLeaseJitter)) + 1)
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// startTicks begins the tick that fired at now of every ticker of ts (which
+// share one schedule) in one Store.StartPolls call: every replica fires the
+// same ticks (schedules are on a shared grid), and the lease, named after
+// the source and the tick's scheduled time, lets exactly one of them poll.
+// A replica that dies holds no lease for the next tick, so the others
+// carry on within one interval. Sources that back off or whose previous
+// poll still runs skip the tick. It returns a function per tick this
+// replica holds, which polls the source.
+func startTicks(ctx context.Context, now time.Time, ts []*ticker) []func() {
+	var (
+		ready []*ticker
+		ats   []time.Time
+		ticks []store.PollTick
+	)
+	for _, t := range ts {
+		if t.poller.backingOff(now) {
+			continue // logged by the poller; another replica may take the tick
+		}
+		if !t.poller.running.TryLock() {
+			t.poller.log.Warn("tick skipped: previous poll still running")
+			continue
+		}
+		// The scheduled time nearest to now: replicas agree on it as long
+		// as their clocks are within half an interval of each other.
+		at := t.sched.Next(now.Add(-t.interval / 2))
+		ready, ats = append(ready, t), append(ats, at)
+		ticks = append(ticks, store.PollTick{Source: t.poller.cfg.Name, Tick: strconv.FormatInt(at.UnixMilli(), 10)})
+	}
+	if len(ready) == 0 {
+		return nil
+	}
+	e := ready[0].engine
+	started := e.store.StartPolls(ctx, e.replica, ready[0].interval, ticks)
+	if len(started) != len(ready) { // a broken backend: poll nothing
+		err := fmt.Errorf("start polls: %d answers for %d ticks", len(started), len(ready))
+		started = make([]store.PollStart, len(ready))
+		for i := range started {
+			started[i].Err = err
 		}
 	}
-	if t.poller.backingOff(now) {
-		return // logged by the poller; another replica may take the tick
+	var polls []func()
+	for i, r := range started {
+		t, at := ready[i], ats[i]
+		t.reportLeaseErr(r.Err)
+		if !r.Held {
+			t.poller.running.Unlock()
+			if r.Err == nil {
+				t.poller.log.Debug("tick polled by another replica", "tick", at.Format(time.RFC3339Nano))
+			}
+			continue
+		}
+		polls = append(polls, func() {
+			defer t.poller.running.Unlock()
+			t.poller.pollStarted(ctx, at, r.State)
+		})
 	}
-	// The scheduled time nearest to now: replicas agree on it as long as
-	// their clocks are within half an interval of each other.
-	at := t.sched.Next(now.Add(-t.interval / 2))
-	polled, err := t.poller.pollTick(ctx, at, t.engine.replica, t.interval)
-	switch {
-	case errors.Is(err, ErrPollRunning):
-		t.poller.log.Warn("tick skipped: previous poll still running")
-		return
-	case err == nil && !polled:
-		t.poller.log.Debug("tick polled by another replica", "tick", at.Format(time.RFC3339Nano))
-	}
-	t.reportLeaseErr(err)
+	return polls
 }
 
 // reportLeaseErr logs lease failures (the store is unreachable) once, when

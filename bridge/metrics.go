@@ -449,10 +449,12 @@ func (s *instrumentedStore) TryLease(ctx context.Context, name, owner string, tt
 	return ok, err
 }
 
-func (s *instrumentedStore) StartPoll(ctx context.Context, source, tick, owner string, ttl time.Duration) (store.State, bool, error) {
-	st, held, err := s.Store.StartPoll(ctx, source, tick, owner, ttl)
-	s.m.storeError("start_poll", err)
-	return st, held, err
+func (s *instrumentedStore) StartPolls(ctx context.Context, owner string, ttl time.Duration, ticks []store.PollTick) []store.PollStart {
+	started := s.Store.StartPolls(ctx, owner, ttl, ticks)
+	for _, r := range started {
+		s.m.storeError("start_poll", r.Err)
+	}
+	return started
 }
 
 func (s *instrumentedStore) Replicas(ctx context.Context, owner string, ttl time.Duration) (int, error) {

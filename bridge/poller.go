@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -119,27 +118,15 @@ func (p *poller) filterProgram() (*vm.Program, error) {
 	return p.filter, p.filterErr
 }
 
-// pollTick is the poll of the scheduled tick at: it takes the tick's
-// lease for owner until ttl and, if it holds it, polls. It reports whether
-// it polled; the error is the store's when the lease could not be asked
-// for (the poll's own outcome goes to the status, metrics and logs, as for
-// poll). The lease and the state a poll needs before its fetch are one
-// store call: a tick that finds nothing changed costs one round trip.
-func (p *poller) pollTick(ctx context.Context, at time.Time, owner string, ttl time.Duration) (bool, error) {
-	if !p.running.TryLock() {
-		return false, ErrPollRunning
-	}
-	defer p.running.Unlock()
-	tick := strconv.FormatInt(at.UnixMilli(), 10)
-	state, held, err := p.store.StartPoll(ctx, p.cfg.Name, tick, owner, ttl)
-	if err != nil || !held {
-		return false, err
-	}
+// pollStarted is the poll of the scheduled tick at, whose lease this
+// replica holds (see startTicks), from state, the source's state without
+// items that came with the lease. Its caller holds p.running. The outcome
+// goes to the status, metrics and logs, as for poll.
+func (p *poller) pollStarted(ctx context.Context, at time.Time, state store.State) {
 	start := time.Now()
 	p.metrics.observeLag(start.Sub(at))
 	res, err := p.pollFrom(ctx, state)
 	p.report(start, res, err)
-	return true, nil
 }
 
 func (p *poller) pollLocked(ctx context.Context) (PollResult, error) {

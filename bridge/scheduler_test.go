@@ -6,10 +6,12 @@ import (
 	"log/slog"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/pollbridge/pollbridge/bridge/config"
+	"github.com/pollbridge/pollbridge/bridge/store"
 	"github.com/pollbridge/pollbridge/bridge/store/boltstore"
 )
 
@@ -231,4 +233,83 @@ func newScheduleEngine(t *testing.T, yaml string, sources map[string]Source) *En
 		t.Fatal(err)
 	}
 	return eng
+}
+
+// startCounter counts the ticks of each StartPolls call of the store it
+// wraps.
+type startCounter struct {
+	store.Store
+	mu    sync.Mutex
+	calls []int
+}
+
+func (s *startCounter) StartPolls(ctx context.Context, owner string, ttl time.Duration, ticks []store.PollTick) []store.PollStart {
+	s.mu.Lock()
+	s.calls = append(s.calls, len(ticks))
+	s.mu.Unlock()
+	return s.Store.StartPolls(ctx, owner, ttl, ticks)
+}
+
+// A lone replica asks for the leases of a whole tick group in one
+// StartPolls call, skipping a source whose previous poll still runs;
+// replicas that share the store ask per source, each after its jitter.
+func TestTickGroupStartsItsTicksTogether(t *testing.T) {
+	cfg, err := config.Parse("schedule.yaml", []byte(`
+sinks: [{name: app, type: stdout}]
+sources:
+  - {name: a, schedule: "@every 1m", url: "http://127.0.0.1:1/a", key: id}
+  - {name: b, schedule: "@every 1m", url: "http://127.0.0.1:1/b", key: id}
+  - {name: c, schedule: "@every 1m", url: "http://127.0.0.1:1/c", key: id}
+`), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bolt, err := boltstore.Open(filepath.Join(t.TempDir(), "state.db"), boltstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bolt.Close()
+	st := &startCounter{Store: bolt}
+	srcs := map[string]*flakySource{"a": {}, "b": {}, "c": {}}
+	eng, err := New(cfg, st, map[string]Source{"a": srcs["a"], "b": srcs["b"], "c": srcs["c"]},
+		map[string]Sink{"app": discardSink{}}, Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng.mu.Lock()
+	var all []*ticker
+	for _, g := range eng.tickGroups() {
+		all = append(all, g.tickers...)
+	}
+	eng.mu.Unlock()
+	g := &tickGroup{sched: all[0].sched, tickers: all, workers: newWorkers()}
+	defer g.workers.stop()
+	fetches := func() (n []int) {
+		for _, name := range []string{"a", "b", "c"} {
+			n = append(n, len(srcs[name].fetchTimes()))
+		}
+		return n
+	}
+
+	eng.replicas.Store(1)
+	eng.pollers["b"].running.Lock() // b's previous poll still runs
+	g.tick(t.Context())
+	eng.pollers["b"].running.Unlock()
+	if got := fetches(); fmt.Sprint(got) != "[1 0 1]" {
+		t.Errorf("alone, with b still polling: fetches of a, b, c = %v, want [1 0 1]", got)
+	}
+	if fmt.Sprint(st.calls) != "[2]" {
+		t.Errorf("alone: StartPolls calls of %v ticks, want one call of 2", st.calls)
+	}
+
+	st.calls = nil
+	eng.replicas.Store(2)
+	// A later tick: the first one's leases are this replica's anyway.
+	g.tick(t.Context())
+	if got := fetches(); fmt.Sprint(got) != "[2 1 2]" {
+		t.Errorf("shared: fetches of a, b, c = %v, want [2 1 2]", got)
+	}
+	if fmt.Sprint(st.calls) != "[1 1 1]" {
+		t.Errorf("shared: StartPolls calls of %v ticks, want three calls of 1", st.calls)
+	}
 }

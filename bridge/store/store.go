@@ -47,6 +47,23 @@ type State struct {
 	Meta map[string]string
 }
 
+// PollTick names one scheduled poll for Store.StartPolls: a source and one
+// of its ticks (replicas name a tick alike, after its scheduled time).
+type PollTick struct {
+	Source, Tick string
+}
+
+// PollStart is Store.StartPolls's answer for one PollTick.
+type PollStart struct {
+	// State is the source's state without items (Items empty, not nil),
+	// when Held; else the zero State.
+	State State
+	// Held reports whether the caller holds the tick's lease: it polls.
+	Held bool
+	// Err is why the lease could not be asked for (Held is false).
+	Err error
+}
+
 // Commit is the outcome of one poll of one source: a delta to the stored
 // items and the deliveries it implies, applied atomically.
 type Commit struct {
@@ -223,14 +240,15 @@ type Store interface {
 	// use leases so that each tick of a source is polled by one of them.
 	TryLease(ctx context.Context, name, owner string, ttl time.Duration) (bool, error)
 
-	// StartPoll begins the scheduled poll of source at the tick named by
-	// tick: it takes the tick's lease for owner until ttl has passed (as
-	// TryLease does; leases of different sources or ticks are independent)
-	// and, only when owner holds it, returns the source's state without
-	// items (as LoadMeta does). held is false, and the state empty, when
-	// another owner holds the lease. For a shared backend this is one round
-	// trip: the whole store cost of a tick that finds nothing changed.
-	StartPoll(ctx context.Context, source, tick, owner string, ttl time.Duration) (st State, held bool, err error)
+	// StartPolls begins the scheduled polls of ticks, usually the sources
+	// of one schedule that tick together: for each, it takes the tick's
+	// lease for owner until ttl has passed (as TryLease does; leases of
+	// different sources or ticks are independent) and, only when owner
+	// holds it, returns the source's state without items (as LoadMeta
+	// does). It returns one PollStart per tick, in order. For a shared
+	// backend the whole call is one round trip: the store cost of a tick
+	// that finds nothing changed.
+	StartPolls(ctx context.Context, owner string, ttl time.Duration, ticks []PollTick) []PollStart
 
 	// Replicas records that owner is alive until ttl has passed and
 	// reports how many owners are alive now, owner included. Every replica

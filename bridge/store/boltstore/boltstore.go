@@ -76,7 +76,7 @@ type Store struct {
 	// replicas: owner → alive until (see Replicas)
 	replicas map[string]time.Time
 
-	meta *metaCache // LoadMeta's (and StartPoll's) reads
+	meta *metaCache // LoadMeta's (and StartPolls's) reads
 }
 
 // lease is one held lease.
@@ -158,18 +158,31 @@ func (s *Store) TryLease(ctx context.Context, name, owner string, ttl time.Durat
 	return true, nil
 }
 
-// StartPoll implements store.Store: an in-memory lease named after the
-// source and the tick, then LoadMeta.
-func (s *Store) StartPoll(ctx context.Context, source, tick, owner string, ttl time.Duration) (store.State, bool, error) {
-	held, err := s.TryLease(ctx, "poll:"+source+":"+tick, owner, ttl)
-	if err != nil || !held {
-		return store.State{}, false, err
+// StartPolls implements store.Store: per tick, an in-memory lease named
+// after the source and the tick, then LoadMeta (from its cache).
+func (s *Store) StartPolls(ctx context.Context, owner string, ttl time.Duration, ticks []store.PollTick) []store.PollStart {
+	out := make([]store.PollStart, len(ticks))
+	for i, t := range ticks {
+		r := &out[i]
+		if t.Source == "" || t.Tick == "" {
+			r.Err = errors.New("start poll: source and tick are required")
+			continue
+		}
+		held, err := s.TryLease(ctx, "poll:"+t.Source+":"+t.Tick, owner, ttl)
+		if err != nil {
+			r.Err = fmt.Errorf("start poll %s: %w", t.Source, err)
+			continue
+		}
+		if !held {
+			continue
+		}
+		if r.State, err = s.LoadMeta(ctx, t.Source); err != nil {
+			r.State, r.Err = store.State{}, fmt.Errorf("start poll %s: %w", t.Source, err)
+			continue
+		}
+		r.Held = true
 	}
-	st, err := s.LoadMeta(ctx, source)
-	if err != nil {
-		return store.State{}, false, err
-	}
-	return st, true, nil
+	return out
 }
 
 // Replicas implements store.Store. A bbolt file belongs to one process, so

@@ -47,7 +47,7 @@
 //
 // Leases and the replicas' heartbeats live in memory (the file lock admits
 // one process), and so does a cache of each source's generation and meta
-// (metacache.go): LoadMeta and StartPoll, once per tick, read no
+// (metacache.go): LoadMeta and StartPolls, once per tick, read no
 // transaction; Commit, the only writer of sources/, invalidates it.
 //
 // Version 1 had no fifo bucket and every live delivery in due/<sink>,

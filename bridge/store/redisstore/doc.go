@@ -36,7 +36,7 @@
 //	Psources                  set     own       every source ever committed
 //	Prepair                   string  own       whose turn it is to repair (PX)
 //	Please:<name>             string  own       TryLease: owner, expiring (PX)
-//	P{src}:lease:<tick>       string  {src}     StartPoll: a tick's lease, as above
+//	P{src}:lease:<tick>       string  {src}     StartPolls: a tick's lease, as above
 //	                                            (calls made together share a pipeline)
 //	Preplicas                 zset    own       Replicas: member owner, score: alive
 //	                                            until (ms); expires with the last one

@@ -15,6 +15,7 @@ import (
 
 	"github.com/pollbridge/pollbridge/bridge/store"
 	"github.com/pollbridge/pollbridge/bridge/store/redisstore/redistest"
+	"github.com/pollbridge/pollbridge/bridge/store/storetest"
 )
 
 const faultPassword = "s3cret-pw"
@@ -43,7 +44,7 @@ func storeCalls(s *Store, d store.Delivery) map[string]func(ctx context.Context)
 			return errors.Join(s.Settle(ctx, []store.Outcome{{Op: store.OpAck, Delivery: d}})...)
 		},
 		"StartPoll": func(ctx context.Context) error {
-			_, _, err := s.StartPoll(ctx, "src", "t", "me", time.Second)
+			_, _, err := storetest.StartPoll(ctx, s, "src", "t", "me", time.Second)
 			return err
 		},
 		"Replicas": func(ctx context.Context) error { _, err := s.Replicas(ctx, "me", time.Second); return err },

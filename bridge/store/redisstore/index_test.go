@@ -14,6 +14,7 @@ import (
 
 	"github.com/pollbridge/pollbridge/bridge/store"
 	"github.com/pollbridge/pollbridge/bridge/store/redisstore/redistest"
+	"github.com/pollbridge/pollbridge/bridge/store/storetest"
 )
 
 func testDelivery(id, sink, source string) store.Delivery {
@@ -384,18 +385,14 @@ func TestScriptCacheFlushed(t *testing.T) {
 				t.Errorf("TryLease = %v, %v", ok, err)
 			}
 			flush()
-			if st, held, err := s.StartPoll(ctx, "src", "t1", "me", time.Second); err != nil || !held || st.Generation != 1 {
+			if st, held, err := storetest.StartPoll(ctx, s, "src", "t1", "me", time.Second); err != nil || !held || st.Generation != 1 {
 				t.Errorf("StartPoll = %+v, %v, %v", st, held, err)
 			}
 			flush()
-			batch := []*pollStart{ // as calls made together send them
-				{keys: []string{s.srcKey("src", "lease:t2"), s.headKey("src"), s.metaKey("src")}, args: []any{"me", 1000}, done: make(chan struct{})},
-				{keys: []string{s.srcKey("other", "lease:t2"), s.headKey("other"), s.metaKey("other")}, args: []any{"me", 1000}, done: make(chan struct{})},
-			}
-			s.runStarts(ctx, batch)
-			for i, r := range batch {
-				if st, held, err := parseStart(r.res); r.err != nil || err != nil || !held {
-					t.Errorf("batched StartPoll %d = %+v, %v, %v, %v", i, st, held, r.err, err)
+			// two ticks in one call: one pipeline
+			for i, r := range s.StartPolls(ctx, "me", time.Second, []store.PollTick{{Source: "src", Tick: "t2"}, {Source: "other", Tick: "t2"}}) {
+				if r.Err != nil || !r.Held {
+					t.Errorf("batched StartPoll %d = %+v", i, r)
 				}
 			}
 			flush()

@@ -77,7 +77,7 @@ type Store struct {
 	// skipSync, a test hook, makes Commit leave the ready index alone, as
 	// a replica that crashes right after the commit would.
 	skipSync atomic.Bool
-	// starts groups concurrent StartPoll calls into pipelines.
+	// starts groups concurrent StartPolls calls into pipelines.
 	starts pollStarts
 }
 

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/pollbridge/pollbridge/bridge/store/storetest"
 )
 
 // slowHook delays every round trip while on, as a distant Redis would.
@@ -67,7 +69,7 @@ func TestStartPollCallsDoNotWaitForOthers(t *testing.T) {
 				// in flight.
 				time.Sleep(rand.N(5 * trip))
 				start := time.Now()
-				if _, held, err := s.StartPoll(ctx, fmt.Sprint("src", w), fmt.Sprint(i), "me", time.Minute); err != nil || !held {
+				if _, held, err := storetest.StartPoll(ctx, s, fmt.Sprint("src", w), fmt.Sprint(i), "me", time.Minute); err != nil || !held {
 					t.Errorf("StartPoll = held %v, %v", held, err)
 					return
 				}

@@ -43,7 +43,16 @@ func testLoadMeta(t *testing.T, s store.Store) {
 	}
 }
 
-// testStartPoll: StartPoll is a tick's lease plus LoadMeta; only the lease
+// StartPoll begins one tick's poll: StartPolls of that tick alone.
+func StartPoll(ctx context.Context, s store.Store, source, tick, owner string, ttl time.Duration) (store.State, bool, error) {
+	r := s.StartPolls(ctx, owner, ttl, []store.PollTick{{Source: source, Tick: tick}})
+	if len(r) != 1 {
+		return store.State{}, false, fmt.Errorf("StartPolls of one tick gave %d answers", len(r))
+	}
+	return r[0].State, r[0].Held, r[0].Err
+}
+
+// testStartPoll: StartPolls is a tick's lease plus LoadMeta; only the lease
 // holder gets the meta, and ticks and sources have independent leases.
 func testStartPoll(t *testing.T, s store.Store) {
 	ctx := context.Background()
@@ -55,7 +64,7 @@ func testStartPoll(t *testing.T, s store.Store) {
 	}
 	start := func(source, tick, owner string) (store.State, bool) {
 		t.Helper()
-		st, held, err := s.StartPoll(ctx, source, tick, owner, time.Minute)
+		st, held, err := StartPoll(ctx, s, source, tick, owner, time.Minute)
 		if err != nil {
 			t.Fatalf("StartPoll(%s, %s, %s): %v", source, tick, owner, err)
 		}
@@ -84,8 +93,46 @@ func testStartPoll(t *testing.T, s store.Store) {
 	if !held || st.Generation != 0 || st.Items == nil || st.Meta == nil || len(st.Meta) != 0 {
 		t.Errorf("StartPoll(unknown source) = %+v, held %v; want held, generation 0 and empty non-nil maps", st, held)
 	}
-	if _, _, err := s.StartPoll(ctx, "src", "3000", "a", 0); err == nil {
+	if _, _, err := StartPoll(ctx, s, "src", "3000", "a", 0); err == nil {
 		t.Error("StartPoll with ttl 0 succeeded, want an error")
+	}
+}
+
+// testStartPolls: one StartPolls call of several ticks answers each in
+// order, as separate calls would: held ones with their source's meta, one
+// held by another owner not, and a malformed one with its own error.
+func testStartPolls(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	for _, src := range []string{"a", "b", "c"} {
+		if err := s.Commit(ctx, store.Commit{Source: src, Generation: 0, Meta: map[string]string{"etag": src}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, held, err := StartPoll(ctx, s, "b", "1000", "other", time.Minute); err != nil || !held {
+		t.Fatalf("StartPoll(b) by other = held %v, %v", held, err)
+	}
+	ticks := []store.PollTick{{Source: "a", Tick: "1000"}, {Source: "b", Tick: "1000"}, {Source: "", Tick: "1000"},
+		{Source: "c", Tick: "1000"}, {Source: "nobody", Tick: "1000"}}
+	got := s.StartPolls(ctx, "me", time.Minute, ticks)
+	if len(got) != len(ticks) {
+		t.Fatalf("StartPolls of %d ticks = %d answers", len(ticks), len(got))
+	}
+	for i, want := range []struct {
+		held bool
+		etag string
+		err  bool
+	}{{true, "a", false}, {false, "", false}, {false, "", true}, {true, "c", false}, {true, "", false}} {
+		r := got[i]
+		if r.Held != want.held || r.State.Meta["etag"] != want.etag || (r.Err != nil) != want.err {
+			t.Errorf("StartPolls answer %d (%+v) = held %v, meta %v, err %v; want held %v, etag %q, error %v",
+				i, ticks[i], r.Held, r.State.Meta, r.Err, want.held, want.etag, want.err)
+		}
+		if r.Held && (r.State.Items == nil || r.State.Meta == nil) {
+			t.Errorf("StartPolls answer %d: held with nil maps", i)
+		}
+	}
+	if got := s.StartPolls(ctx, "me", time.Minute, nil); len(got) != 0 {
+		t.Errorf("StartPolls of no ticks = %v", got)
 	}
 }
 
@@ -115,7 +162,7 @@ func testStartPollConcurrent(t *testing.T, s store.Store) {
 		for _, owner := range []string{"a", "b"} {
 			src := fmt.Sprint("src", i)
 			wg.Go(func() {
-				st, held, err := s.StartPoll(ctx, src, "1000", owner, time.Minute)
+				st, held, err := StartPoll(ctx, s, src, "1000", owner, time.Minute)
 				answers <- answer{src, owner, st, held, err}
 			})
 		}

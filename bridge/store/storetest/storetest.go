@@ -88,6 +88,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"StartPollLeasesTickAndLoadsMeta", testStartPoll},
 		{"LoadMetaSeesEveryCommit", testLoadMetaFresh},
 		{"StartPollConcurrentCallsEachAnswered", testStartPollConcurrent},
+		{"StartPollsAnswersEachTickInOrder", testStartPolls},
 		{"ReplicasCountLiveOwners", testReplicas},
 	}
 	for _, tc := range tests {
