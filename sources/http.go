@@ -79,6 +79,7 @@ func New(cfg config.Source, client *http.Client) (bridge.Source, error) {
 type HTTP struct {
 	name        string
 	url         *url.URL // cfg.URL with cfg.Query
+	rawURL      string   // url.String()
 	method      string
 	body        []byte
 	headers     http.Header
@@ -149,7 +150,7 @@ func (r *Registry) NewHTTP(cfg config.Source, client *http.Client) (*HTTP, error
 		}
 		u.RawQuery = q.Encode()
 	}
-	s.url = u
+	s.url, s.rawURL = u, u.String()
 	if cfg.Body != "" {
 		if !json.Valid([]byte(cfg.Body)) {
 			return nil, errors.New("body: not valid JSON (the value is not shown)")
@@ -285,9 +286,8 @@ func (s *HTTP) fetch(ctx context.Context, meta map[string]string) (*bridge.Snaps
 	var reqs []bridge.RequestInfo
 	var pages []string
 	var first pageResult
-	h := sha256.New()
-	h.Write(s.salt)
-	seen := map[string]bool{}
+	var h hash.Hash          // of every page, made at the first 2xx
+	var seen map[string]bool // the URLs read, made at the first 2xx
 	req := pageReq{url: s.url, body: s.body}
 	sent := ""
 	if s.pager != nil {
@@ -311,6 +311,8 @@ func (s *HTTP) fetch(ctx context.Context, meta map[string]string) (*bridge.Snaps
 		}
 		if n == 1 {
 			first = res
+			h, seen = sha256.New(), map[string]bool{}
+			h.Write(s.salt)
 		}
 		seen[req.url.String()] = true
 		var lenBuf [8]byte
@@ -448,13 +450,22 @@ func (s *HTTP) newRequest(ctx context.Context, r pageReq, meta map[string]string
 	if r.body != nil {
 		body = bytes.NewReader(r.body)
 	}
-	req, err := http.NewRequestWithContext(ctx, s.method, r.url.String(), body)
+	raw := s.rawURL
+	if r.url != s.url {
+		raw = r.url.String()
+	}
+	req, err := http.NewRequestWithContext(ctx, s.method, raw, body)
 	if err != nil {
 		return nil, "", false, fmt.Errorf("build request: %w", redact.URLError(err))
 	}
-	req.Header = s.headers.Clone()
-	if r.body == nil {
-		req.Header.Del("Content-Type")
+	// The configured headers, sharing their value slices: everything below
+	// replaces values (Set), never appends to them. Cheaper than Clone,
+	// which copies every value into one new slice.
+	req.Header = make(http.Header, len(s.headers)+2)
+	for k, v := range s.headers {
+		if r.body != nil || k != "Content-Type" {
+			req.Header[k] = v[:len(v):len(v)]
+		}
 	}
 	if s.host != "" {
 		req.Host = s.host

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/pem"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -294,4 +295,45 @@ func writeFile(t *testing.T, content string) string {
 	f.WriteString(content)
 	f.Close()
 	return f.Name()
+}
+
+// Requests share the configured header values instead of copying them: what
+// one request adds (validators, credentials) never reaches the next one or
+// the configured headers.
+func TestRequestsDoNotShareWhatTheyAdd(t *testing.T) {
+	var seen []http.Header
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seen = append(seen, r.Header.Clone())
+		w.Header().Set("ETag", `"v1"`)
+		io.WriteString(w, `{"hits":[{"id":1}]}`)
+	}))
+	defer srv.Close()
+	s, err := NewHTTP(config.Source{URL: srv.URL + "/s", Items: "hits", Key: config.KeyPaths{"id"},
+		Headers: map[string]string{"X-Custom": "a"},
+		Auth:    &config.Auth{Bearer: "tok-123456"}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := s.headers.Clone()
+	if _, err := s.Fetch(t.Context(), map[string]string{MetaETag: `"v0"`}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Fetch(t.Context(), map[string]string{}); err != nil {
+		t.Fatal(err)
+	}
+	if len(seen) != 2 {
+		t.Fatalf("%d requests, want 2", len(seen))
+	}
+	if seen[0].Get("If-None-Match") != `"v0"` || seen[1].Get("If-None-Match") != "" {
+		t.Errorf("If-None-Match: %q then %q, want the validator on the conditional request only",
+			seen[0].Get("If-None-Match"), seen[1].Get("If-None-Match"))
+	}
+	for i, h := range seen {
+		if h.Get("X-Custom") != "a" || h.Get("Authorization") != "Bearer tok-123456" || len(h.Values("X-Custom")) != 1 {
+			t.Errorf("request %d headers %v, want X-Custom a and the bearer token, once each", i, h)
+		}
+	}
+	if fmt.Sprint(s.headers) != fmt.Sprint(before) {
+		t.Errorf("configured headers became %v, were %v", s.headers, before)
+	}
 }
