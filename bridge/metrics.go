@@ -393,24 +393,6 @@ func (s *instrumentedStore) Claim(ctx context.Context, sink string, now time.Tim
 	return ds, err
 }
 
-func (s *instrumentedStore) Ack(ctx context.Context, d store.Delivery) error {
-	err := s.Store.Ack(ctx, d)
-	s.m.storeError("ack", err)
-	return err
-}
-
-func (s *instrumentedStore) Retry(ctx context.Context, d store.Delivery, due time.Time) error {
-	err := s.Store.Retry(ctx, d, due)
-	s.m.storeError("retry", err)
-	return err
-}
-
-func (s *instrumentedStore) Bury(ctx context.Context, d store.Delivery) error {
-	err := s.Store.Bury(ctx, d)
-	s.m.storeError("bury", err)
-	return err
-}
-
 func (s *instrumentedStore) Settle(ctx context.Context, outcomes []store.Outcome) []error {
 	errs := s.Store.Settle(ctx, outcomes)
 	for _, err := range errs {
@@ -441,12 +423,6 @@ func (s *instrumentedStore) Stats(ctx context.Context, now time.Time) (map[strin
 	st, err := s.Store.Stats(ctx, now)
 	s.m.storeError("stats", err)
 	return st, err
-}
-
-func (s *instrumentedStore) TryLease(ctx context.Context, name, owner string, ttl time.Duration) (bool, error) {
-	ok, err := s.Store.TryLease(ctx, name, owner, ttl)
-	s.m.storeError("lease", err)
-	return ok, err
 }
 
 func (s *instrumentedStore) StartPolls(ctx context.Context, owner string, ttl time.Duration, ticks []store.PollTick) []store.PollStart {

@@ -5,10 +5,11 @@
 // A poll loads a source's State, diffs a fresh snapshot against it, and hands
 // the result to Commit, which writes the new items and the deliveries they
 // imply in one atomic step guarded by the state's generation. Dispatchers then
-// Claim due deliveries per sink, and Ack, Retry or Bury each one; the events of
-// one item reach each sink in the order they were detected (see Store). Backends
-// live in sub-packages (boltstore for the embedded default, redisstore for a
-// fleet) and all of them pass the conformance suite in storetest.
+// Claim due deliveries per sink and Settle the Outcome of each attempt (ack,
+// retry or bury); the events of one item reach each sink in the order they
+// were detected (see Store). Backends live in sub-packages (boltstore for the
+// embedded default, redisstore for a fleet) and all of them pass the
+// conformance suite in storetest.
 package store
 
 import (
@@ -118,13 +119,20 @@ type Delivery struct {
 // Op is what Settle records for a finished attempt.
 type Op int
 
-// The outcomes of a delivery attempt.
+// The outcomes of a delivery attempt, as Store.Settle records them.
 const (
-	// OpAck: delivered (see Store.Ack).
+	// OpAck: delivered. The delivery leaves the outbox; the next delivery
+	// of its item, if any, becomes claimable at once.
 	OpAck Op = iota + 1
-	// OpRetry: failed, to be attempted again at Outcome.Due (see Store.Retry).
+	// OpRetry: failed, to be attempted again. The delivery is stored with
+	// its Attempts and LastError as the caller set them and becomes
+	// claimable again at Outcome.Due. It stays the head of its item: the
+	// younger deliveries of the item keep waiting until it is acked or
+	// buried.
 	OpRetry
-	// OpBury: failed for good, to the dead letters (see Store.Bury).
+	// OpBury: failed for good. The delivery, with its Attempts and
+	// LastError, moves to the dead letters and releases its item: the next
+	// delivery of the item, if any, becomes claimable at once.
 	OpBury
 )
 
@@ -133,9 +141,10 @@ type Outcome struct {
 	// Op says what to record.
 	Op Op
 	// Delivery is the delivery as claimed, with Attempts and LastError as
-	// the caller set them for a Retry or a Bury.
+	// the caller set them for OpRetry or OpBury.
 	Delivery Delivery
-	// Due is when a retried delivery may be claimed again (now when zero).
+	// Due is when a retried delivery (OpRetry) may be claimed again; zero
+	// means now. The other ops ignore it.
 	Due time.Time
 }
 
@@ -182,30 +191,19 @@ type Store interface {
 	// Claim returns up to max deliveries of sink that are due at now, oldest
 	// due first (commit order among equals), and hides them from other
 	// claims until now+lease. Only the head of each item is claimable, so a
-	// batch holds at most one delivery per item. A claimed delivery that is
-	// neither acked, retried nor buried before its lease runs out can be
-	// claimed again (its item stays blocked meanwhile).
+	// batch holds at most one delivery per item. A claimed delivery whose
+	// outcome is not settled before its lease runs out can be claimed
+	// again (its item stays blocked meanwhile).
 	Claim(ctx context.Context, sink string, now time.Time, max int, lease time.Duration) ([]Delivery, error)
-	// Ack removes a delivered delivery from the outbox; the next delivery
-	// of its item, if any, becomes claimable at once. Ack, Retry and Bury
-	// return ErrNotFound for a delivery that is no longer in the outbox
-	// (its lease ran out and another worker finished it).
-	Ack(ctx context.Context, d Delivery) error
-	// Retry stores d (its Attempts and LastError as given by the caller) and
-	// makes it claimable again at due. d stays the head of its item: the
-	// younger deliveries of the item keep waiting until it is acked or
-	// buried.
-	Retry(ctx context.Context, d Delivery, due time.Time) error
-	// Bury moves d (with its Attempts and LastError) to the dead letters and
-	// releases its item: the next delivery of the item, if any, becomes
-	// claimable at once.
-	Bury(ctx context.Context, d Delivery) error
-	// Settle records several outcomes at once, each as Ack, Retry or Bury
-	// would, in one transaction or round trip where the backend can: a
-	// dispatcher settles the attempts that finished together, so the
-	// store's per-write cost (an fsync, a round trip) is paid per batch,
-	// not per event. It returns one error per outcome, in order: nil when
-	// recorded, ErrNotFound (wrapped) as Ack would return it; an outcome's
+	// Settle records the outcomes of finished attempts: each one acks,
+	// retries or buries its delivery as its Op says (see OpAck, OpRetry,
+	// OpBury). It settles them in one transaction or round trip where the
+	// backend can: a dispatcher settles the attempts that finished
+	// together, so the store's per-write cost (an fsync, a round trip) is
+	// paid per batch, not per event. It returns one error per outcome, in
+	// order: nil when recorded; ErrNotFound (wrapped) for a delivery that
+	// is no longer in the outbox or is a dead letter (its lease ran out and
+	// another worker finished it, or an earlier outcome did). An outcome's
 	// error never keeps the others from being recorded.
 	Settle(ctx context.Context, outcomes []Outcome) []error
 	// Dead lists the dead letters of sink, or of every sink when sink is "",
@@ -234,20 +232,22 @@ type Store interface {
 	// a snapshot across sources.
 	Live(ctx context.Context, sink string, limit int) ([]Delivery, error)
 
-	// TryLease takes the lease called name for owner until ttl has passed,
-	// unless another owner holds it; an owner that holds it extends it. It
-	// reports whether owner holds the lease now. Replicas sharing a store
-	// use leases so that each tick of a source is polled by one of them.
-	TryLease(ctx context.Context, name, owner string, ttl time.Duration) (bool, error)
-
 	// StartPolls begins the scheduled polls of ticks, usually the sources
 	// of one schedule that tick together: for each, it takes the tick's
-	// lease for owner until ttl has passed (as TryLease does; leases of
-	// different sources or ticks are independent) and, only when owner
-	// holds it, returns the source's state without items (as LoadMeta
-	// does). It returns one PollStart per tick, in order. For a shared
-	// backend the whole call is one round trip: the store cost of a tick
-	// that finds nothing changed.
+	// lease for owner until ttl has passed and, only when owner holds it,
+	// returns the source's state without items (as LoadMeta does). It
+	// returns one PollStart per tick, in order; a tick without a Source or
+	// a Tick, an empty owner or a ttl <= 0 is that tick's error.
+	//
+	// A tick's lease is refused (Held false, no error) while another owner
+	// holds it; an owner that holds it extends it to ttl from now. A lease
+	// that its holder does not extend expires once ttl has passed, and
+	// then any owner can take it. Leases of different sources or ticks are
+	// independent. Replicas sharing a store use them so that each tick of
+	// a source is polled by one of them.
+	//
+	// For a shared backend the whole call is one round trip: the store
+	// cost of a tick that finds nothing changed.
 	StartPolls(ctx context.Context, owner string, ttl time.Duration, ticks []PollTick) []PollStart
 
 	// Replicas records that owner is alive until ttl has passed and

@@ -128,12 +128,15 @@ func Open(path string, opts Options) (*Store, error) {
 	return s, nil
 }
 
-// leaseSweep is how often TryLease drops expired leases: each lease is one
+// leaseSweep is how often tryLease drops expired leases: each lease is one
 // tick of one source, so sweeping at every call would cost O(sources).
 const leaseSweep = time.Second
 
-// TryLease implements store.Store. Leases are kept in memory (see Store).
-func (s *Store) TryLease(ctx context.Context, name, owner string, ttl time.Duration) (bool, error) {
+// tryLease takes the lease called name for owner until ttl has passed,
+// unless another owner holds it; an owner that holds it extends it. It
+// reports whether owner holds the lease now. Leases are kept in memory (see
+// Store).
+func (s *Store) tryLease(ctx context.Context, name, owner string, ttl time.Duration) (bool, error) {
 	if err := ctx.Err(); err != nil {
 		return false, err
 	}
@@ -168,7 +171,7 @@ func (s *Store) StartPolls(ctx context.Context, owner string, ttl time.Duration,
 			r.Err = errors.New("start poll: source and tick are required")
 			continue
 		}
-		held, err := s.TryLease(ctx, "poll:"+t.Source+":"+t.Tick, owner, ttl)
+		held, err := s.tryLease(ctx, "poll:"+t.Source+":"+t.Tick, owner, ttl)
 		if err != nil {
 			r.Err = fmt.Errorf("start poll %s: %w", t.Source, err)
 			continue

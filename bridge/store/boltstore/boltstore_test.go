@@ -87,11 +87,11 @@ func seed(ctx context.Context, s *Store) error {
 	if len(ds) != 3 {
 		return fmt.Errorf("claimed %d deliveries, want 3", len(ds))
 	}
-	if err := s.Retry(ctx, ds[1], ds[1].Due.Add(-time.Second)); err != nil {
+	if err := storetest.Retry(ctx, s, ds[1], ds[1].Due.Add(-time.Second)); err != nil {
 		return err
 	}
 	ds[2].Attempts, ds[2].LastError = 7, "gone"
-	return s.Bury(ctx, ds[2])
+	return storetest.Bury(ctx, s, ds[2])
 }
 
 // checkReopened checks what seed left behind, as seen after a reopen: d1 is

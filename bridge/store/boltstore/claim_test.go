@@ -9,6 +9,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/pollbridge/pollbridge/bridge/store"
+	"github.com/pollbridge/pollbridge/bridge/store/storetest"
 )
 
 // A claim made by schema 3 (the record rewritten with the lease's time, an
@@ -50,10 +51,10 @@ func TestSchema3ClaimIsReadRight(t *testing.T) {
 	if len(again) != 2 {
 		t.Fatalf("Claim after reopening = %v, want a1 and b1 released", again)
 	}
-	if err := s.Ack(t.Context(), again[0]); err != nil {
+	if err := storetest.Ack(t.Context(), s, again[0]); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Retry(t.Context(), again[1], time.Now()); err != nil {
+	if err := storetest.Retry(t.Context(), s, again[1], time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	later := claimIDs(t, s, time.Now().Add(time.Hour))

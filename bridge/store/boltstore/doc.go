@@ -33,17 +33,17 @@
 // heads have an entry in due/<sink>, so Claim, which scans due/<sink> from
 // the start and stops at the first key due after now, hands out the head of
 // each item and never looks at the deliveries waiting behind one. A claim
-// moves the head's due entry to now+lease, Retry to its new due time. Ack
-// and Bury remove the head and give the next entry of its item a due entry
-// (at the later of now and its own due time); Bury adds dead/<sink>. Commit
-// and Replay add a delivery at the end of its item's fifo, and to due/<sink>
-// only when the item had no entry. Every method changes all of them in one
-// transaction.
+// moves the head's due entry to now+lease, a retry (Settle) to its new due
+// time. An ack or a burial removes the head and gives the next entry of its
+// item a due entry (at the later of now and its own due time); a burial
+// adds dead/<sink>. Commit and Replay add a delivery at the end of its
+// item's fifo, and to due/<sink> only when the item had no entry. Every
+// method changes all of them in one transaction.
 //
 // live/<sink> lists every live delivery (claimed and waiting ones too) by
 // its Due, so Live reads the deliveries it returns and no others; Commit,
-// Replay, Retry, Ack, Bury and a promotion keep it in step in the same
-// transaction.
+// Replay, Settle (a retry, an ack, a burial) and a promotion keep it in step
+// in the same transaction.
 //
 // Leases and the replicas' heartbeats live in memory (the file lock admits
 // one process), and so does a cache of each source's generation and meta

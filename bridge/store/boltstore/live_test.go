@@ -10,6 +10,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/pollbridge/pollbridge/bridge/store"
+	"github.com/pollbridge/pollbridge/bridge/store/storetest"
 )
 
 func liveIDs(t *testing.T, s *Store, sink string) []string {
@@ -45,7 +46,7 @@ func TestUpgradeFromSchema2(t *testing.T) {
 		t.Fatalf("Claim = %v, want a1 and c1", got)
 	}
 	got[1].Attempts, got[1].LastError = 1, "gone"
-	if err := s.Bury(t.Context(), got[1]); err != nil {
+	if err := storetest.Bury(t.Context(), s, got[1]); err != nil {
 		t.Fatal(err)
 	}
 	want := []string{"a1", "a2", "b1"}
@@ -87,7 +88,7 @@ func TestUpgradeFromSchema2(t *testing.T) {
 		t.Errorf("Live after upgrade = %q, want %q", ids, want)
 	}
 	// The upgraded bucket is kept in step: a1 acked, a2 promoted.
-	if err := s.Ack(t.Context(), store.Delivery{ID: "a1"}); err != nil {
+	if err := storetest.Ack(t.Context(), s, store.Delivery{ID: "a1"}); err != nil {
 		t.Fatal(err)
 	}
 	if ids := liveIDs(t, s, "hook"); !slices.Equal(ids, []string{"a2", "b1"}) {

@@ -118,7 +118,7 @@ func TestUpgradeFromSchema1(t *testing.T) {
 		slices.Sort(ids)
 		order = append(order, ids...)
 		for _, d := range got {
-			if err := s.Ack(t.Context(), d); err != nil {
+			if err := storetest.Ack(t.Context(), s, d); err != nil {
 				t.Fatalf("Ack(%s): %v", d.ID, err)
 			}
 		}

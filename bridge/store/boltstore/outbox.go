@@ -65,20 +65,18 @@ func (s *Store) Claim(ctx context.Context, sink string, now time.Time, max int, 
 	return out, nil
 }
 
-// Ack removes d from the outbox; when d was the head of its item, the next
-// delivery of the item becomes due at once. It fails with store.ErrNotFound
-// when d is not in the outbox (already acked, or dead).
-func (s *Store) Ack(ctx context.Context, d store.Delivery) error {
-	if err := s.settleOne(ctx, store.Outcome{Op: store.OpAck, Delivery: d}); err != nil {
-		return fmt.Errorf("ack %q: %w", d.ID, err)
-	}
-	return nil
-}
-
 // Settle implements store.Store: every outcome in one transaction, so one
-// fsync for the batch. An outcome whose delivery is not in the outbox is
-// ErrNotFound before anything is written for it; the others are recorded
-// all the same. Any other failure rolls the whole batch back and is every
+// fsync for the batch. An ack removes the delivery from the outbox; a retry
+// takes its Attempts and LastError, ends its claim and makes it claimable
+// at Due (now, when Due is zero), still the head of its item; a burial
+// takes its Attempts and LastError and moves it to the dead letters of its
+// sink, stamped with the current time. When an ack or a burial removes the
+// head of an item, the next delivery of the item becomes due at once.
+//
+// An outcome whose delivery is not in the outbox (already acked, or dead)
+// fails with store.ErrNotFound, and one with an unknown Op with an error of
+// its own, before anything is written for it; the others are recorded all
+// the same. Any other failure rolls the whole batch back and is every
 // outcome's error.
 func (s *Store) Settle(ctx context.Context, outcomes []store.Outcome) []error {
 	errs := make([]error, len(outcomes))
@@ -103,34 +101,6 @@ func (s *Store) Settle(ctx context.Context, outcomes []store.Outcome) []error {
 		}
 	}
 	return errs
-}
-
-// Retry takes d.Attempts and d.LastError, ends d's claim and makes it
-// claimable at due (now, when due is zero). d stays the head of its item:
-// the younger deliveries of the item keep waiting. It fails with
-// store.ErrNotFound when d is not in the outbox.
-func (s *Store) Retry(ctx context.Context, d store.Delivery, due time.Time) error {
-	if err := s.settleOne(ctx, store.Outcome{Op: store.OpRetry, Delivery: d, Due: due}); err != nil {
-		return fmt.Errorf("retry %q: %w", d.ID, err)
-	}
-	return nil
-}
-
-// Bury takes d.Attempts and d.LastError and moves d to the dead letters of
-// its sink, stamped with the current time; when d was the head of its item,
-// the next delivery of the item becomes due at once. It fails with
-// store.ErrNotFound when d is not in the outbox.
-func (s *Store) Bury(ctx context.Context, d store.Delivery) error {
-	if err := s.settleOne(ctx, store.Outcome{Op: store.OpBury, Delivery: d}); err != nil {
-		return fmt.Errorf("bury %q: %w", d.ID, err)
-	}
-	return nil
-}
-
-// settleOne records one outcome in its own transaction (Ack, Retry, Bury).
-func (s *Store) settleOne(ctx context.Context, o store.Outcome) error {
-	now := time.Now()
-	return s.update(ctx, func(tx *bolt.Tx) error { return settle(tx, o, now) })
 }
 
 var errUnknownOp = errors.New("unknown op")

@@ -81,7 +81,7 @@ func BenchmarkMemoryCost(b *testing.B) {
 			b.Fatalf("Claim: %d, %v", len(ds), err)
 		}
 		for _, d := range ds {
-			if err := s.Ack(ctx, d); err != nil {
+			if err := storetest.Ack(ctx, s, d); err != nil {
 				b.Fatal(err)
 			}
 		}

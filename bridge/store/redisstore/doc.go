@@ -35,9 +35,9 @@
 //	Psink:{sink}:rver         hash    {sink}    src -> index version last recorded
 //	Psources                  set     own       every source ever committed
 //	Prepair                   string  own       whose turn it is to repair (PX)
-//	Please:<name>             string  own       TryLease: owner, expiring (PX)
-//	P{src}:lease:<tick>       string  {src}     StartPolls: a tick's lease, as above
-//	                                            (calls made together share a pipeline)
+//	P{src}:lease:<tick>       string  {src}     StartPolls: a tick's lease: owner,
+//	                                            expiring (PX); calls made together
+//	                                            share a pipeline
 //	Preplicas                 zset    own       Replicas: member owner, score: alive
 //	                                            until (ms); expires with the last one
 //
@@ -55,9 +55,9 @@
 //
 // Commit is one script on the source's slot: it checks the generation, then
 // writes items, meta, the generation and every delivery (record and due
-// entry) or, on a stale generation, nothing (store.ErrConflict). Claim, Ack,
-// Retry, Bury and Replay of a source's deliveries are single scripts on its
-// slot too.
+// entry) or, on a stale generation, nothing (store.ErrConflict). Claim,
+// Settle (an ack, retry or burial) and Replay of a source's deliveries are
+// single scripts on its slot too; Settle runs one per (source, sink) pair.
 //
 // # The ready index and its repair
 //
@@ -71,11 +71,11 @@
 // earliest score, and a second script records both in the sink's slot
 // unless a newer version is recorded already. Concurrent updates therefore
 // converge on the newest state in any order, and an index score that is too
-// low (after an Ack or Bury that made no waiting delivery due, which skip
+// low (after an ack or burial that made no waiting delivery due, which skip
 // the update) costs one wasted probe that corrects it.
 //
-// A replica that dies between a commit (or retry, replay, claim, or an Ack
-// or Bury that made a waiting delivery due) and its index update leaves the
+// A replica that dies between a commit (or retry, replay, claim, or an ack
+// or burial that made a waiting delivery due) and its index update leaves the
 // index behind. So at most every Options.RepairInterval (default 10s), a
 // Claim first rebuilds the index of every sink from the set of known
 // sources (Psources): one script per source reads each pair's version and
@@ -96,21 +96,21 @@
 // reads them. Commit and Replay add a delivery to the end of its item's
 // FIFO, and to the due ZSET only when the item had no live delivery. A
 // claim moves the head's due entry to now+lease (a visibility timeout): a
-// claimer that dies without Ack, Retry or Bury loses it to the next Claim
-// after the lease. Retry moves the entry to its new due time and keeps the
-// item blocked; Ack and Bury remove the head and move the next delivery of
+// claimer that dies without settling it loses it to the next Claim after
+// the lease. A retry moves the entry to its new due time and keeps the item
+// blocked; an ack or a burial removes the head, moves the next delivery of
 // the item into the due ZSET, due at the later of now and its own due time,
-// and then update the ready index (like a commit, so a replica that dies in
-// between leaves that delivery to the repair pass). Bury moves the head to
-// the dead ZSET; Replay moves dead letters back, due now, in their commit
-// order and with fresh sequence numbers. Deliveries committed by a
+// and then updates the ready index (like a commit, so a replica that dies
+// in between leaves that delivery to the repair pass). A burial moves the
+// head to the dead ZSET; Replay moves dead letters back, due now, in their
+// commit order and with fresh sequence numbers. Deliveries committed by a
 // pollbridge without FIFOs are all in the due ZSET; they stay claimable and
 // are simply not ordered against later ones.
 //
 // The live ZSET lists a pair's live deliveries by due time for Live:
-// Commit and Replay add to it, Retry and a promotion move a member, Ack
-// and Bury remove it, in the same scripts. Live reads a page of it per
-// pair and merges them, so it reads the deliveries it returns, plus a
+// Commit and Replay add to it, a retry and a promotion move a member, an
+// ack and a burial remove it, in the same scripts. Live reads a page of it
+// per pair and merges them, so it reads the deliveries it returns, plus a
 // page per (source, sink) pair. A live ZSET that does not hold as many
 // members as the due ZSET and the waiting count (w:<sink>) together, as
 // after a pollbridge without live ZSETs wrote the pair, or one ran beside
@@ -118,9 +118,9 @@
 // first, at a cost of one read per live delivery of the pair.
 //
 // Dead letters stay in Redis until replayed. Stats, Dead and Replay read
-// every known source; they are for operators, not the hot path. Ack, Retry
-// and Bury look for the delivery in the outbox of its Source first (where
-// the engine commits it) and scan every source only when it is not there.
+// every known source; they are for operators, not the hot path. Settle
+// looks for a delivery in the outbox of its Source first (where the engine
+// commits it) and scans every source only when it is not there.
 //
 // # Durability and failures
 //

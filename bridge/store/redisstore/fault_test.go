@@ -31,15 +31,13 @@ func storeCalls(s *Store, d store.Delivery) map[string]func(ctx context.Context)
 			_, err := s.Claim(ctx, "hook", time.Now(), 10, time.Minute)
 			return err
 		},
-		"Ack":      func(ctx context.Context) error { return s.Ack(ctx, d) },
-		"Retry":    func(ctx context.Context) error { return s.Retry(ctx, d, time.Now()) },
-		"Bury":     func(ctx context.Context) error { return s.Bury(ctx, d) },
-		"Dead":     func(ctx context.Context) error { _, err := s.Dead(ctx, ""); return err },
-		"Replay":   func(ctx context.Context) error { _, err := s.Replay(ctx, "", nil); return err },
-		"Stats":    func(ctx context.Context) error { _, err := s.Stats(ctx, time.Now()); return err },
-		"Live":     func(ctx context.Context) error { _, err := s.Live(ctx, "", 10); return err },
-		"Ping":     func(ctx context.Context) error { return s.Ping(ctx) },
-		"TryLease": func(ctx context.Context) error { _, err := s.TryLease(ctx, "l", "me", time.Second); return err },
+		"Settle(retry)": func(ctx context.Context) error { return storetest.Retry(ctx, s, d, time.Now()) },
+		"Settle(bury)":  func(ctx context.Context) error { return storetest.Bury(ctx, s, d) },
+		"Dead":          func(ctx context.Context) error { _, err := s.Dead(ctx, ""); return err },
+		"Replay":        func(ctx context.Context) error { _, err := s.Replay(ctx, "", nil); return err },
+		"Stats":         func(ctx context.Context) error { _, err := s.Stats(ctx, time.Now()); return err },
+		"Live":          func(ctx context.Context) error { _, err := s.Live(ctx, "", 10); return err },
+		"Ping":          func(ctx context.Context) error { return s.Ping(ctx) },
 		"Settle": func(ctx context.Context) error {
 			return errors.Join(s.Settle(ctx, []store.Outcome{{Op: store.OpAck, Delivery: d}})...)
 		},
@@ -140,14 +138,14 @@ func TestRedisDownAndBack(t *testing.T) {
 		t.Errorf("Load after a restart without persistence = %+v, want an empty state", st)
 	}
 	d2 := seedOne(t, s)
-	if err := s.Ack(t.Context(), d2); err != nil {
-		t.Errorf("Ack after the restart: %v", err)
+	if err := storetest.Ack(t.Context(), s, d2); err != nil {
+		t.Errorf("Settle(ack) after the restart: %v", err)
 	}
-	if ok, err := s.TryLease(t.Context(), "l", "me", time.Second); err != nil || !ok {
-		t.Errorf("TryLease after the restart = %v, %v; want true", ok, err)
+	if _, held, err := storetest.StartPoll(t.Context(), s, "src", "after-restart", "me", time.Second); err != nil || !held {
+		t.Errorf("StartPoll after the restart = held %v, %v; want held", held, err)
 	}
 	for name, call := range storeCalls(s, d) {
-		if name == "Ack" || name == "Retry" || name == "Bury" || name == "Settle" {
+		if strings.HasPrefix(name, "Settle") {
 			continue // d is gone with the old data
 		}
 		if err := call(t.Context()); err != nil {

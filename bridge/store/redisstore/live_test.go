@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/pollbridge/pollbridge/bridge/store"
+	"github.com/pollbridge/pollbridge/bridge/store/storetest"
 )
 
 // liveZSet reads the live ZSET of (src, sink) as member → score, without
@@ -87,16 +88,16 @@ func TestLiveIndexKeptInStep(t *testing.T) {
 			}
 			step("after Claim")
 			ds[1].Attempts, ds[1].LastError = 1, "503"
-			if err := s.Retry(ctx, ds[1], time.Now().Add(time.Hour)); err != nil {
+			if err := storetest.Retry(ctx, s, ds[1], time.Now().Add(time.Hour)); err != nil {
 				t.Fatal(err)
 			}
 			step("after Retry")
 			time.Sleep(2 * time.Millisecond) // a2 is promoted to a later millisecond
-			if err := s.Ack(ctx, ds[0]); err != nil {
+			if err := storetest.Ack(ctx, s, ds[0]); err != nil {
 				t.Fatal(err)
 			}
 			step("after Ack promoted a2")
-			if err := s.Bury(ctx, ds[1]); err != nil {
+			if err := storetest.Bury(ctx, s, ds[1]); err != nil {
 				t.Fatal(err)
 			}
 			step("after Bury")
@@ -133,7 +134,7 @@ func TestLiveRebuildsDataOfOlderVersions(t *testing.T) {
 	}
 	ds[1].Attempts, ds[1].LastError = 3, "timeout"
 	retryAt := time.Now().Truncate(time.Millisecond).Add(time.Hour)
-	if err := s.Retry(ctx, ds[1], retryAt); err != nil {
+	if err := storetest.Retry(ctx, s, ds[1], retryAt); err != nil {
 		t.Fatal(err)
 	}
 	check := func(when string) {

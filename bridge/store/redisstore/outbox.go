@@ -199,47 +199,20 @@ func parseClaim(src, sink string, c *redis.Cmd) ([]claimHit, indexEntry, error) 
 	return hits, indexEntry{src, sink, ver, earliest}, err
 }
 
-// Ack removes d from the outbox; when d was the head of its item, the next
-// delivery of the item becomes due at once. It fails with store.ErrNotFound
-// when d is not in the outbox (already acked, or dead).
-func (s *Store) Ack(ctx context.Context, d store.Delivery) error {
-	if err := s.settle(ctx, "ack", d, "", 0, ""); err != nil {
-		return fmt.Errorf("ack %q: %w", d.ID, err)
-	}
-	return nil
-}
-
-// Retry takes d.Attempts and d.LastError, ends d's claim and makes it
-// claimable at due (now, when due is zero). d stays the head of its item:
-// the younger deliveries of the item keep waiting. It fails with
-// store.ErrNotFound when d is not in the outbox.
-func (s *Store) Retry(ctx context.Context, d store.Delivery, due time.Time) error {
-	if due.IsZero() {
-		due = time.Now()
-	}
-	if err := s.settle(ctx, "retry", d, nanoString(due), ceilMs(due), d.LastError); err != nil {
-		return fmt.Errorf("retry %q: %w", d.ID, err)
-	}
-	return nil
-}
-
-// Bury takes d.Attempts and d.LastError and moves d to the dead letters of
-// its sink, stamped with the current time; when d was the head of its item,
-// the next delivery of the item becomes due at once. It fails with
-// store.ErrNotFound when d is not in the outbox.
-func (s *Store) Bury(ctx context.Context, d store.Delivery) error {
-	now := time.Now()
-	if err := s.settle(ctx, "bury", d, nanoString(now), ceilMs(now), d.LastError); err != nil {
-		return fmt.Errorf("bury %q: %w", d.ID, err)
-	}
-	return nil
-}
-
-// Settle implements store.Store. The outcomes of one (source, sink) are
-// settled by one script, and the scripts of every pair go in one pipeline
-// (one round trip); the ready-index updates they call for go in a second.
-// An outcome whose delivery is not where its Source and Sink say (or that
-// names none) is settled on its own, as Ack, Retry or Bury would.
+// Settle implements store.Store. An ack removes the delivery from the
+// outbox; a retry takes its Attempts and LastError, ends its claim and
+// makes it claimable at Due (now, when Due is zero; in whole milliseconds,
+// rounded up), still the head of its item; a burial takes its Attempts and
+// LastError and moves it to the dead letters of its sink, stamped with the
+// current time. When an ack or a burial removes the head of an item, the
+// next delivery of the item becomes due at once. A delivery that is not in
+// the outbox (already acked, or dead) is store.ErrNotFound.
+//
+// The outcomes of one (source, sink) are settled by one script, and the
+// scripts of every pair go in one pipeline (one round trip); the
+// ready-index updates they call for go in a second. An outcome whose
+// delivery is not where its Source and Sink say (or that names none) is
+// settled on its own by settle, which looks the delivery up.
 func (s *Store) Settle(ctx context.Context, outcomes []store.Outcome) []error {
 	errs := make([]error, len(outcomes))
 	if err := ctx.Err(); err != nil {

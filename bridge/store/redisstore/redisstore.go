@@ -198,22 +198,6 @@ func (s *Store) Close() error {
 	return nil
 }
 
-// TryLease implements store.Store with SET NX PX; the holder extends its
-// lease with a compare-and-PEXPIRE. ttl is rounded up to whole milliseconds.
-func (s *Store) TryLease(ctx context.Context, name, owner string, ttl time.Duration) (bool, error) {
-	if name == "" || owner == "" || ttl <= 0 {
-		return false, errors.New("try lease: name, owner and a positive ttl are required")
-	}
-	if err := ctx.Err(); err != nil {
-		return false, fmt.Errorf("try lease %q: %w", name, err)
-	}
-	n, err := s.sc.lease.Run(ctx, s.rdb, []string{s.leaseKey(name)}, owner, (ttl + time.Millisecond - 1).Milliseconds()).Int()
-	if err != nil {
-		return false, fmt.Errorf("try lease %q: %w", name, err)
-	}
-	return n == 1, nil
-}
-
 // Replicas implements store.Store with a sorted set of owners scored by
 // the time each stays alive until, in one transaction: add owner, drop the
 // expired, count. The set expires when every owner has stopped.
@@ -281,7 +265,6 @@ func (s *Store) readyKey(sink string) string    { return s.sinkKey(sink, "ready"
 func (s *Store) readyVerKey(sink string) string { return s.sinkKey(sink, "rver") }
 func (s *Store) sourcesKey() string             { return s.prefix + "sources" }
 func (s *Store) repairKey() string              { return s.prefix + "repair" }
-func (s *Store) leaseKey(name string) string    { return s.prefix + "lease:" + name }
 func (s *Store) replicasKey() string            { return s.prefix + "replicas" }
 
 // pipeScripts runs fill's commands in one pipeline. A script call that

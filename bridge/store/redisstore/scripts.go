@@ -435,16 +435,6 @@ if ARGV[3] == '' then redis.call('ZREM', KEYS[1], ARGV[1]) else redis.call('ZADD
 return 1
 `
 
-// leaseLua takes or extends a lease. KEYS: lease. ARGV: owner, ttl (ms).
-const leaseLua = `
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return 1
-end
-return 0
-`
-
 // startPollLua takes or extends a tick's lease and, when it holds it,
 // reads the source's generation and meta. KEYS: lease, head, meta. ARGV:
 // owner, ttl (ms). It returns {0} when another owner holds the lease, else
@@ -465,7 +455,7 @@ return 0
 
 // scripts holds the Store's compiled scripts.
 type scripts struct {
-	commit, claim, settleMany, replay, peek, stats, live, dead, sync, lease, unlease, startPoll *redis.Script
+	commit, claim, settleMany, replay, peek, stats, live, dead, sync, unlease, startPoll *redis.Script
 }
 
 func newScripts() *scripts {
@@ -478,7 +468,6 @@ func newScripts() *scripts {
 		live:    redis.NewScript(liveLua),
 		dead:    redis.NewScript(deadLua),
 		sync:    redis.NewScript(syncLua),
-		lease:   redis.NewScript(leaseLua),
 		unlease: redis.NewScript(unleaseLua),
 
 		startPoll:  redis.NewScript(startPollLua),
@@ -489,7 +478,7 @@ func newScripts() *scripts {
 // load loads every script on every node (after a restart or failover the
 // script cache is empty).
 func (sc *scripts) load(ctx context.Context, c redis.Scripter) error {
-	for _, s := range []*redis.Script{sc.commit, sc.claim, sc.replay, sc.peek, sc.stats, sc.live, sc.dead, sc.sync, sc.lease, sc.unlease, sc.startPoll, sc.settleMany} {
+	for _, s := range []*redis.Script{sc.commit, sc.claim, sc.replay, sc.peek, sc.stats, sc.live, sc.dead, sc.sync, sc.unlease, sc.startPoll, sc.settleMany} {
 		if err := s.Load(ctx, c).Err(); err != nil {
 			return fmt.Errorf("load scripts: %w", err)
 		}

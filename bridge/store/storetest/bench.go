@@ -86,7 +86,7 @@ func benchClaimAck(b *testing.B, s store.Store) {
 		if err != nil || len(ds) != 1 {
 			b.Fatalf("Claim: %v, %v", ds, err)
 		}
-		if err := s.Ack(ctx, ds[0]); err != nil {
+		if err := Ack(ctx, s, ds[0]); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -8,52 +8,55 @@ import (
 	"github.com/pollbridge/pollbridge/bridge/store"
 )
 
-// Lease subtests. TTLs are short and expiry is polled with a deadline; a
-// backend may keep lease times at millisecond precision.
+// Lease subtests: the tick leases that StartPolls takes. TTLs are short and
+// expiry is polled with a deadline; a backend may keep lease times at
+// millisecond precision.
 
 // leaseWait bounds how long a lease subtest waits for an expiry.
 const leaseWait = 5 * time.Second
 
-func mustLease(t *testing.T, s store.Store, name, owner string, ttl time.Duration) bool {
+// mustLease asks for the lease of one tick of source for owner, as
+// StartPolls does, and reports whether owner holds it.
+func mustLease(t *testing.T, s store.Store, source, tick, owner string, ttl time.Duration) bool {
 	t.Helper()
-	ok, err := s.TryLease(t.Context(), name, owner, ttl)
+	_, held, err := StartPoll(t.Context(), s, source, tick, owner, ttl)
 	if err != nil {
-		t.Fatalf("TryLease(%q, %q, %v): %v", name, owner, ttl, err)
+		t.Fatalf("StartPoll(%q, %q, %q, %v): %v", source, tick, owner, ttl, err)
 	}
-	return ok
+	return held
 }
 
 func testLeaseExclusive(t *testing.T, s store.Store) {
-	if !mustLease(t, s, "src/tick-1", "replica-a", time.Minute) {
-		t.Fatal("TryLease of a free lease = false, want true")
+	if !mustLease(t, s, "src", "tick-1", "replica-a", time.Minute) {
+		t.Fatal("StartPoll of a free tick = not held, want held")
 	}
 	for _, owner := range []string{"replica-b", "replica-c", "replica-a2"} {
-		if mustLease(t, s, "src/tick-1", owner, time.Minute) {
-			t.Errorf("TryLease by %s of a lease replica-a holds = true, want false", owner)
+		if mustLease(t, s, "src", "tick-1", owner, time.Minute) {
+			t.Errorf("StartPoll by %s of a tick replica-a holds = held, want not held", owner)
 		}
 	}
-	if !mustLease(t, s, "src/tick-1", "replica-a", time.Minute) {
-		t.Error("TryLease by the holder = false, want true")
+	if !mustLease(t, s, "src", "tick-1", "replica-a", time.Minute) {
+		t.Error("StartPoll by the holder = not held, want held")
 	}
 }
 
 func testLeaseExtends(t *testing.T, s store.Store) {
 	const short = 200 * time.Millisecond
 	start := time.Now()
-	if !mustLease(t, s, "l", "a", short) {
-		t.Fatal("TryLease(a, 200ms) = false, want true")
+	if !mustLease(t, s, "src", "1000", "a", short) {
+		t.Fatal("StartPoll(a, 200ms) = not held, want held")
 	}
 	// The holder extends to a minute, well before the first ttl ends.
-	if !mustLease(t, s, "l", "a", time.Minute) {
-		t.Fatal("TryLease by the holder = false, want true")
+	if !mustLease(t, s, "src", "1000", "a", time.Minute) {
+		t.Fatal("StartPoll by the holder = not held, want held")
 	}
 	if took := time.Since(start); took >= short {
 		t.Skipf("extending took %v, longer than the %v lease: machine too slow for this test", took, short)
 	}
 	// Past the first ttl (with margin), b still cannot take it.
 	for until := start.Add(3 * short); time.Now().Before(until); {
-		if mustLease(t, s, "l", "b", time.Minute) {
-			t.Fatalf("b took the lease %v after a took it for 200ms and extended it to a minute", time.Since(start))
+		if mustLease(t, s, "src", "1000", "b", time.Minute) {
+			t.Fatalf("b took the tick %v after a took it for 200ms and extended it to a minute", time.Since(start))
 		}
 		time.Sleep(20 * time.Millisecond) // pacing the probes, not waiting for a condition
 	}
@@ -62,47 +65,55 @@ func testLeaseExtends(t *testing.T, s store.Store) {
 func testLeaseExpires(t *testing.T, s store.Store) {
 	const ttl = 200 * time.Millisecond
 	start := time.Now()
-	if !mustLease(t, s, "l", "a", ttl) {
-		t.Fatal("TryLease(a, 200ms) = false, want true")
+	if !mustLease(t, s, "src", "1000", "a", ttl) {
+		t.Fatal("StartPoll(a, 200ms) = not held, want held")
 	}
 	deadline := start.Add(leaseWait)
-	for !mustLease(t, s, "l", "b", time.Minute) {
+	for !mustLease(t, s, "src", "1000", "b", time.Minute) {
 		if time.Now().After(deadline) {
-			t.Fatalf("b could not take a's 200ms lease within %v", leaseWait)
+			t.Fatalf("b could not take a's 200ms tick lease within %v", leaseWait)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
 	// Allow a millisecond of rounding in backends that keep milliseconds.
 	if took := time.Since(start); took < ttl-time.Millisecond {
-		t.Errorf("b took a's lease %v after it was taken, before its %v ttl ended", took, ttl)
+		t.Errorf("b took a's tick lease %v after it was taken, before its %v ttl ended", took, ttl)
 	}
-	if mustLease(t, s, "l", "a", time.Minute) {
-		t.Error("a took the lease back from b, want false")
+	if mustLease(t, s, "src", "1000", "a", time.Minute) {
+		t.Error("a took the tick lease back from b, want not held")
 	}
 }
 
 func testLeasesIndependent(t *testing.T, s store.Store) {
-	if !mustLease(t, s, "orders/1", "a", time.Minute) {
-		t.Fatal("TryLease(orders/1, a) = false, want true")
+	if !mustLease(t, s, "orders", "1000", "a", time.Minute) {
+		t.Fatal("StartPoll(orders, 1000, a) = not held, want held")
 	}
-	// Names that share a prefix are still different leases.
-	for _, name := range []string{"orders/10", "orders", "users/1"} {
-		if !mustLease(t, s, name, "b", time.Minute) {
-			t.Errorf("TryLease(%s, b) while a holds orders/1 = false, want true", name)
+	// Sources and ticks that share a prefix, or whose names joined would
+	// be the same, are still different leases.
+	for _, tick := range []store.PollTick{
+		{Source: "orders", Tick: "10000"}, {Source: "orders", Tick: "100"}, {Source: "orders", Tick: "2000"},
+		{Source: "orders/1", Tick: "1000"}, {Source: "order", Tick: "1000"}, {Source: "orders1", Tick: "000"},
+		{Source: "users", Tick: "1000"},
+	} {
+		if !mustLease(t, s, tick.Source, tick.Tick, "b", time.Minute) {
+			t.Errorf("StartPoll(%s, %s, b) while a holds (orders, 1000) = not held, want held", tick.Source, tick.Tick)
 		}
 	}
-	if mustLease(t, s, "orders/1", "b", time.Minute) {
-		t.Error("TryLease(orders/1, b) = true, want false: a holds it")
+	if mustLease(t, s, "orders", "1000", "b", time.Minute) {
+		t.Error("StartPoll(orders, 1000, b) = held, want not held: a holds it")
 	}
 }
 
 func testLeaseBadArgs(t *testing.T, s store.Store) {
 	for _, tc := range []struct {
-		name, owner string
-		ttl         time.Duration
-	}{{"", "a", time.Second}, {"l", "", time.Second}, {"l", "a", 0}, {"l", "a", -time.Second}} {
-		if ok, err := s.TryLease(t.Context(), tc.name, tc.owner, tc.ttl); err == nil || ok {
-			t.Errorf("TryLease(%q, %q, %v) = %v, %v; want false and an error", tc.name, tc.owner, tc.ttl, ok, err)
+		source, tick, owner string
+		ttl                 time.Duration
+	}{
+		{"", "1000", "a", time.Second}, {"src", "", "a", time.Second}, {"src", "1000", "", time.Second},
+		{"src", "1000", "a", 0}, {"src", "1000", "a", -time.Second},
+	} {
+		if _, held, err := StartPoll(t.Context(), s, tc.source, tc.tick, tc.owner, tc.ttl); err == nil || held {
+			t.Errorf("StartPoll(%q, %q, %q, %v) = held %v, %v; want not held and an error", tc.source, tc.tick, tc.owner, tc.ttl, held, err)
 		}
 	}
 }

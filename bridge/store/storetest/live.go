@@ -38,7 +38,7 @@ func testLiveStates(t *testing.T, s store.Store) {
 	retryAt := time.Now().Truncate(time.Millisecond).Add(time.Hour)
 	b1 := claimed[1]
 	b1.Attempts, b1.LastError = 2, "POST https://example.test/hook: 503 Service Unavailable"
-	if err := s.Retry(t.Context(), b1, retryAt); err != nil {
+	if err := Retry(t.Context(), s, b1, retryAt); err != nil {
 		t.Fatalf("Retry(b1): %v", err)
 	}
 	mustAck(t, s, claimed[2])  // c1 delivered

@@ -34,7 +34,7 @@ func commitTo(t *testing.T, s store.Store, src string, ds ...store.Delivery) {
 
 func mustAck(t *testing.T, s store.Store, d store.Delivery) {
 	t.Helper()
-	if err := s.Ack(t.Context(), d); err != nil {
+	if err := Ack(t.Context(), s, d); err != nil {
 		t.Fatalf("Ack(%s): %v", d.ID, err)
 	}
 }
@@ -43,7 +43,7 @@ func mustRetry(t *testing.T, s store.Store, d store.Delivery, due time.Time) {
 	t.Helper()
 	d.Attempts++
 	d.LastError = "503 from " + d.ID
-	if err := s.Retry(t.Context(), d, due); err != nil {
+	if err := Retry(t.Context(), s, d, due); err != nil {
 		t.Fatalf("Retry(%s): %v", d.ID, err)
 	}
 }
@@ -52,7 +52,7 @@ func mustBury(t *testing.T, s store.Store, d store.Delivery) {
 	t.Helper()
 	d.Attempts++
 	d.LastError = "400 from " + d.ID
-	if err := s.Bury(t.Context(), d); err != nil {
+	if err := Bury(t.Context(), s, d); err != nil {
 		t.Fatalf("Bury(%s): %v", d.ID, err)
 	}
 }
@@ -328,7 +328,7 @@ func testOrderConcurrentWorkers(t *testing.T, s store.Store) {
 					// as soon as the Ack commits.
 					acked[item] = append(acked[item], round)
 					mu.Unlock()
-					if err := s.Ack(t.Context(), d); err != nil {
+					if err := Ack(t.Context(), s, d); err != nil {
 						t.Errorf("Ack(%s): %v", d.ID, err)
 					}
 				}

@@ -1,16 +1,47 @@
 package storetest
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
 	"github.com/pollbridge/pollbridge/bridge/store"
 )
 
-// testSettle: Settle records acks, retries and burials together as the
-// single calls would, reports a missing delivery as ErrNotFound without
-// failing the rest, and releases an item's next delivery like Ack.
+// Ack records d as delivered: Settle of one OpAck outcome. It returns that
+// outcome's error.
+func Ack(ctx context.Context, s store.Store, d store.Delivery) error {
+	return settleOne(ctx, s, store.Outcome{Op: store.OpAck, Delivery: d})
+}
+
+// Retry records a failed attempt of d, to be attempted again at due (now
+// when zero), with d's Attempts and LastError: Settle of one OpRetry
+// outcome. It returns that outcome's error.
+func Retry(ctx context.Context, s store.Store, d store.Delivery, due time.Time) error {
+	return settleOne(ctx, s, store.Outcome{Op: store.OpRetry, Delivery: d, Due: due})
+}
+
+// Bury moves d, with its Attempts and LastError, to the dead letters:
+// Settle of one OpBury outcome. It returns that outcome's error.
+func Bury(ctx context.Context, s store.Store, d store.Delivery) error {
+	return settleOne(ctx, s, store.Outcome{Op: store.OpBury, Delivery: d})
+}
+
+// settleOne settles o alone and returns its error.
+func settleOne(ctx context.Context, s store.Store, o store.Outcome) error {
+	errs := s.Settle(ctx, []store.Outcome{o})
+	if len(errs) != 1 {
+		return fmt.Errorf("settle %q: Settle of one outcome gave %d errors", o.Delivery.ID, len(errs))
+	}
+	return errs[0]
+}
+
+// testSettle: Settle records acks, retries and burials together as
+// separate calls of one outcome each (Ack, Retry, Bury) would, reports a
+// missing delivery as ErrNotFound without failing the rest, and releases an
+// item's next delivery on an ack.
 func testSettle(t *testing.T, s store.Store) {
 	commitDeliveries(t, s, delivery("d1", "hook"), delivery("d2", "hook"), delivery("d3", "hook"), delivery("d4", "hook"))
 	now := time.Now().Truncate(time.Millisecond)

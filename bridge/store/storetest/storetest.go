@@ -8,8 +8,9 @@
 // or buried; per-item order (one outstanding delivery of an item claimable at
 // a time, oldest first; dead letters release it; other items and sinks never
 // wait); dead letters that can be listed and replayed; live deliveries that
-// can be listed by due time; exact payload bytes; leases that exclude other
-// owners, extend for their holder and expire; a Ping that answers.
+// can be listed by due time; exact payload bytes; tick leases (StartPolls)
+// that exclude other owners, extend for their holder and expire; a Ping that
+// answers.
 // RunReopen adds what needs a store reopened on the same data. What only a
 // backend can test (file locks, kill -9, a Redis restart) belongs in that
 // backend's own tests.
@@ -395,7 +396,7 @@ func testPayloadRoundTrip(t *testing.T, s store.Store) {
 		if !bytes.Equal(d.Payload, []byte(payloads[i])) {
 			t.Errorf("claimed %s Payload = %q, want exactly %q", d.ID, d.Payload, payloads[i])
 		}
-		if err := s.Bury(t.Context(), d); err != nil {
+		if err := Bury(t.Context(), s, d); err != nil {
 			t.Fatalf("Bury(%s): %v", d.ID, err)
 		}
 	}
@@ -451,24 +452,24 @@ func testAck(t *testing.T, s store.Store) {
 	now := time.Now()
 	got := mustClaim(t, s, "hook", now, 10, time.Minute)
 	wantIDs(t, "Claim", got, "d1", "d2")
-	if err := s.Ack(t.Context(), got[0]); err != nil {
+	if err := Ack(t.Context(), s, got[0]); err != nil {
 		t.Fatalf("Ack(d1): %v", err)
 	}
 	later := now.Add(24 * time.Hour)
 	wantIDs(t, "Claim after the lease", mustClaim(t, s, "hook", later, 10, time.Minute), "d2")
 	wantIDs(t, "Dead after Ack", mustDead(t, s, ""))
 
-	if err := s.Ack(t.Context(), got[0]); !errors.Is(err, store.ErrNotFound) {
+	if err := Ack(t.Context(), s, got[0]); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("second Ack(d1): err = %v, want ErrNotFound", err)
 	}
 	unknown := delivery("nope", "hook")
-	if err := s.Ack(t.Context(), unknown); !errors.Is(err, store.ErrNotFound) {
+	if err := Ack(t.Context(), s, unknown); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("Ack(unknown): err = %v, want ErrNotFound", err)
 	}
-	if err := s.Retry(t.Context(), unknown, later); !errors.Is(err, store.ErrNotFound) {
+	if err := Retry(t.Context(), s, unknown, later); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("Retry(unknown): err = %v, want ErrNotFound", err)
 	}
-	if err := s.Bury(t.Context(), unknown); !errors.Is(err, store.ErrNotFound) {
+	if err := Bury(t.Context(), s, unknown); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("Bury(unknown): err = %v, want ErrNotFound", err)
 	}
 	wantIDs(t, "Claim after acting on unknown ids", mustClaim(t, s, "hook", later.Add(time.Hour), 10, time.Minute), "d2")
@@ -484,7 +485,7 @@ func testRetry(t *testing.T, s store.Store) {
 	d.Attempts = 3
 	d.LastError = "POST https://example.test/hook: 503 Service Unavailable"
 	due := t0.Add(10 * time.Second) // well inside the claim's lease: Retry ends it
-	if err := s.Retry(t.Context(), d, due); err != nil {
+	if err := Retry(t.Context(), s, d, due); err != nil {
 		t.Fatalf("Retry: %v", err)
 	}
 	wantIDs(t, "Claim before due", mustClaim(t, s, "hook", due.Add(-time.Millisecond), 10, time.Minute))
@@ -499,7 +500,7 @@ func testRetry(t *testing.T, s store.Store) {
 	// Retry into the past (or now) makes it claimable at once.
 	r := again[0]
 	r.Attempts = 4
-	if err := s.Retry(t.Context(), r, t0); err != nil {
+	if err := Retry(t.Context(), s, r, t0); err != nil {
 		t.Fatalf("second Retry: %v", err)
 	}
 	if got := mustClaim(t, s, "hook", due, 10, time.Minute); len(got) != 1 || got[0].Attempts != 4 {
@@ -516,7 +517,7 @@ func testBury(t *testing.T, s store.Store) {
 	for i, d := range claimed {
 		d.Attempts = 5 + i
 		d.LastError = "410 Gone from " + d.ID
-		if err := s.Bury(t.Context(), d); err != nil {
+		if err := Bury(t.Context(), s, d); err != nil {
 			t.Fatalf("Bury(%s): %v", d.ID, err)
 		}
 	}
@@ -538,10 +539,10 @@ func testBury(t *testing.T, s store.Store) {
 	wantIDs(t, "Dead(c)", mustDead(t, s, "c"))
 
 	// A dead letter is no longer in the outbox.
-	if err := s.Ack(t.Context(), deadA[0]); !errors.Is(err, store.ErrNotFound) {
+	if err := Ack(t.Context(), s, deadA[0]); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("Ack(dead x): err = %v, want ErrNotFound", err)
 	}
-	if err := s.Retry(t.Context(), deadA[0], now); !errors.Is(err, store.ErrNotFound) {
+	if err := Retry(t.Context(), s, deadA[0], now); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("Retry(dead x): err = %v, want ErrNotFound", err)
 	}
 	wantIDs(t, "Claim(a) after Retry of a dead letter", mustClaim(t, s, "a", far.Add(time.Hour), 10, time.Minute), "live")
@@ -558,7 +559,7 @@ func buryAll(t *testing.T, s store.Store, ds ...store.Delivery) {
 	for sink := range sinks {
 		for _, d := range mustClaim(t, s, sink, time.Now(), len(ds), time.Minute) {
 			d.Attempts, d.LastError = 8, "boom"
-			if err := s.Bury(t.Context(), d); err != nil {
+			if err := Bury(t.Context(), s, d); err != nil {
 				t.Fatalf("Bury(%s): %v", d.ID, err)
 			}
 		}
@@ -667,16 +668,16 @@ func testStats(t *testing.T, s store.Store) {
 
 	a2, a3 := got[1], got[2]
 	a2.Attempts, a2.LastError = 1, "timeout"
-	if err := s.Retry(t.Context(), a2, now.Add(time.Hour)); err != nil {
+	if err := Retry(t.Context(), s, a2, now.Add(time.Hour)); err != nil {
 		t.Fatalf("Retry(a2): %v", err)
 	}
 	a3.Attempts, a3.LastError = 10, "gone"
-	if err := s.Bury(t.Context(), a3); err != nil {
+	if err := Bury(t.Context(), s, a3); err != nil {
 		t.Fatalf("Bury(a3): %v", err)
 	}
 	stats(map[string]store.SinkStats{"a": {Pending: 1, Retrying: 1, Dead: 1}, "b": {Pending: 1}})
 
-	if err := s.Ack(t.Context(), got[0]); err != nil {
+	if err := Ack(t.Context(), s, got[0]); err != nil {
 		t.Fatalf("Ack(a1): %v", err)
 	}
 	stats(map[string]store.SinkStats{"a": {Retrying: 1, Dead: 1}, "b": {Pending: 1}})
