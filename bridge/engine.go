@@ -527,11 +527,9 @@ func (t *ticker) jitter(ctx context.Context) bool {
 // poll still runs skip the tick. It returns a function per tick this
 // replica holds, which polls the source.
 func startTicks(ctx context.Context, now time.Time, ts []*ticker) []func() {
-	var (
-		ready []*ticker
-		ats   []time.Time
-		ticks []store.PollTick
-	)
+	ready := make([]*ticker, 0, len(ts))
+	ats := make([]time.Time, 0, len(ts))
+	ticks := make([]store.PollTick, 0, len(ts))
 	for _, t := range ts {
 		if t.poller.backingOff(now) {
 			continue // logged by the poller; another replica may take the tick

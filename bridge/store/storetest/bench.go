@@ -10,13 +10,16 @@ import (
 )
 
 // Bench runs the same benchmarks against a backend: one poll's commit
-// (Commit1000Items), loading a large source (Load10000Items), and the
-// dispatch path of one delivery (ClaimAck) and of a batch of 64 as the
-// dispatcher runs it under load (ClaimSettle64). open returns a fresh, empty
-// store that it closes when b ends.
+// (Commit1000Items), loading a large source (Load10000Items), the start of
+// a tick group of 10 sources (StartPolls10: its leases and meta, all a tick
+// that finds nothing changed asks of the store), and the dispatch path of
+// one delivery (ClaimAck) and of a batch of 64 as the dispatcher runs it
+// under load (ClaimSettle64). open returns a fresh, empty store that it
+// closes when b ends.
 func Bench(b *testing.B, open func(b *testing.B) store.Store) {
 	b.Run("Commit1000Items", func(b *testing.B) { benchCommit(b, open(b)) })
 	b.Run("Load10000Items", func(b *testing.B) { benchLoad(b, open(b)) })
+	b.Run("StartPolls10", func(b *testing.B) { benchStartPolls(b, open(b)) })
 	b.Run("ClaimAck", func(b *testing.B) { benchClaimAck(b, open(b)) })
 	b.Run("ClaimSettle64", func(b *testing.B) { benchClaimSettle(b, open(b)) })
 }
@@ -47,6 +50,32 @@ func benchCommit(b *testing.B, s store.Store) {
 			b.Fatal(err)
 		}
 		gen++
+	}
+}
+
+// benchStartPolls: one StartPolls call for the next tick of 10 committed
+// sources, each with an ETag and a body hash in its meta.
+func benchStartPolls(b *testing.B, s store.Store) {
+	ctx := b.Context()
+	ticks := make([]store.PollTick, 10)
+	for i := range ticks {
+		src := fmt.Sprint("bench", i)
+		err := s.Commit(ctx, store.Commit{Source: src, Meta: map[string]string{"etag": `"0123456789abcdef"`, "body_sha256": fmt.Sprintf("%064x", i)}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		ticks[i].Source = src
+	}
+	b.ReportAllocs()
+	for n := 0; b.Loop(); n++ {
+		for i := range ticks {
+			ticks[i].Tick = fmt.Sprint(n)
+		}
+		for i, r := range s.StartPolls(ctx, "bench", time.Minute, ticks) {
+			if r.Err != nil || !r.Held || r.State.Generation != 1 {
+				b.Fatalf("tick %d: %+v", i, r)
+			}
+		}
 	}
 }
 
