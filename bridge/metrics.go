@@ -220,12 +220,16 @@ func pollResult(res PollResult, err error) string {
 	return PollOK
 }
 
-// observePoll records a finished poll of source that took d.
-func (m *Metrics) observePoll(source string, d time.Duration, res PollResult, err error) {
+// observePoll records a finished poll of source that took d. series is
+// the source's, from sourceSeries (nil: looked up here); a poller keeps
+// it, so that a poll does not look it up by name.
+func (m *Metrics) observePoll(source string, series *sourceSeries, d time.Duration, res PollResult, err error) {
 	if m == nil {
 		return
 	}
-	series := m.sourceSeries(source)
+	if series == nil {
+		series = m.sourceSeries(source)
+	}
 	series.duration.Observe(d.Seconds())
 	switch pollResult(res, err) {
 	case PollOK:

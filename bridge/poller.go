@@ -73,7 +73,8 @@ type poller struct {
 	filterErr  error
 
 	mu      sync.Mutex
-	lastErr string // last error logged, to log repeats quietly
+	series  *sourceSeries // the source's metrics, once looked up
+	lastErr string        // last error logged, to log repeats quietly
 	status  SourceStatus
 	pause   time.Duration // current backoff pause, 0 when not backing off
 }
@@ -210,7 +211,10 @@ func (p *poller) report(start time.Time, res PollResult, err error) {
 	st := &p.status
 	st.LastPoll, st.LastDuration = start, time.Since(start)
 	setOutcome(st, start, res, err) // status_api.go
-	p.metrics.observePoll(p.cfg.Name, st.LastDuration, res, err)
+	if p.series == nil && p.metrics != nil {
+		p.series = p.metrics.sourceSeries(p.cfg.Name)
+	}
+	p.metrics.observePoll(p.cfg.Name, p.series, st.LastDuration, res, err)
 	if err != nil {
 		st.LastError = err.Error()
 		st.ConsecutiveFailures++
@@ -251,8 +255,10 @@ func (p *poller) report(start time.Time, res PollResult, err error) {
 	if n := len(res.FilterErrors); n > 0 {
 		p.log.Warn("filter failed; those events were sent unfiltered", "events", n, "err", res.FilterErrors[0])
 	}
-	p.log.Debug("polled", "items", res.Items, "events", len(res.Events), "suppressed", res.Suppressed,
-		"pending_deletes", res.PendingDeletes, "baseline", res.Baseline, "not_modified", res.NotModified)
+	if p.log.Enabled(context.Background(), slog.LevelDebug) { // its arguments allocate
+		p.log.Debug("polled", "items", res.Items, "events", len(res.Events), "suppressed", res.Suppressed,
+			"pending_deletes", res.PendingDeletes, "baseline", res.Baseline, "not_modified", res.NotModified)
+	}
 	if res.Baseline && res.Committed {
 		p.log.Info("baseline recorded", "items", res.Items)
 	}
