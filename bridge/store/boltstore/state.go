@@ -48,6 +48,13 @@ func (s *Store) load(ctx context.Context, source string, withItems bool) (store.
 		st.Generation = generation(sb)
 		if ib := sb.Bucket([]byte(bucketItems)); ib != nil && withItems {
 			c := ib.Cursor()
+			// Counting first (the pages are mapped: no copies) sizes the
+			// map once instead of growing it a few times.
+			size := 0
+			for k, _ := c.First(); k != nil; k, _ = c.Next() {
+				size++
+			}
+			st.Items = make(map[string]store.Item, size)
 			n := 0
 			for k, v := c.First(); k != nil; k, v = c.Next() {
 				if n++; n%4096 == 0 {

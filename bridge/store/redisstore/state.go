@@ -58,7 +58,9 @@ func (s *Store) load(ctx context.Context, source string, withItems bool) (store.
 			return store.State{}, fmt.Errorf("load state: bad generation %q", g)
 		}
 	}
-	for k, v := range itemsVal(items) {
+	vals := itemsVal(items)
+	st.Items = make(map[string]store.Item, len(vals))
+	for k, v := range vals {
 		it, err := decodeItem(v)
 		if err != nil {
 			return store.State{}, fmt.Errorf("load state: item %q: %w", k, err)
