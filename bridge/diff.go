@@ -143,15 +143,11 @@ func Diff(old store.State, items []Item, meta map[string]string, opts DiffOption
 	emitCreated := !res.Baseline || opts.EmitInitial
 
 	// Last occurrence of a key wins; order of first appearance is kept.
-	latest := make(map[string]json.RawMessage, len(items))
-	order := make([]string, 0, len(items))
-	for _, it := range items {
-		if _, seen := latest[it.Key]; !seen {
-			order = append(order, it.Key)
-		}
-		latest[it.Key] = it.Data
+	last := make(map[string]int, len(items)) // key → index of its last occurrence; -1 once diffed
+	for i, it := range items {
+		last[it.Key] = i
 	}
-	res.Items = len(order)
+	res.Items = len(last)
 
 	// Stored fingerprints were computed with the watch and ignore lists of
 	// their time; if these changed since, recompute them so that editing
@@ -166,8 +162,14 @@ func Diff(old store.State, items []Item, meta map[string]string, opts DiffOption
 		}
 		return store.Item{Fingerprint: fp, Data: data}
 	}
-	for _, key := range order {
-		data := latest[key]
+	for _, it := range items {
+		key := it.Key
+		j := last[key]
+		if j < 0 {
+			continue // diffed at its first occurrence
+		}
+		last[key] = -1
+		data := items[j].Data
 		prev, existed := old.Items[key]
 		if existed && !rehash && bytes.Equal(prev.Data, data) {
 			continue // byte-identical to the stored version: same fingerprint
@@ -218,7 +220,7 @@ func Diff(old store.State, items []Item, meta map[string]string, opts DiffOption
 	nextAbsent := map[string]int{}
 	var due []string
 	for key := range old.Items {
-		if _, ok := latest[key]; ok {
+		if _, ok := last[key]; ok {
 			continue // present (again): its count starts over
 		}
 		n := absent[key] + 1
