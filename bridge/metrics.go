@@ -150,7 +150,7 @@ func NewMetrics(version string) *Metrics {
 		}, []string{"sink"}),
 		storeErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pollbridge_store_errors_total",
-			Help: "Failed store operations by op (load, commit, claim, ack, retry, bury, settle, dead, live, replay, stats, lease, start_poll, replicas, ping).",
+			Help: "Failed store operations by op (load, commit, start_poll, claim, settle, dead, live, replay, stats, replicas, ping).",
 		}, []string{"op"}),
 		replicas: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "pollbridge_replicas",
@@ -221,14 +221,11 @@ func pollResult(res PollResult, err error) string {
 }
 
 // observePoll records a finished poll of source that took d. series is
-// the source's, from sourceSeries (nil: looked up here); a poller keeps
-// it, so that a poll does not look it up by name.
+// the source's, from sourceSeries: a poller keeps it, so that a poll does
+// not look it up by name.
 func (m *Metrics) observePoll(source string, series *sourceSeries, d time.Duration, res PollResult, err error) {
 	if m == nil {
 		return
-	}
-	if series == nil {
-		series = m.sourceSeries(source)
 	}
 	series.duration.Observe(d.Seconds())
 	switch pollResult(res, err) {

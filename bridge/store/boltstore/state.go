@@ -39,7 +39,7 @@ func (s *Store) LoadMeta(ctx context.Context, source string) (store.State, error
 }
 
 func (s *Store) load(ctx context.Context, source string, withItems bool) (store.State, error) {
-	st := store.State{Items: map[string]store.Item{}, Meta: map[string]string{}}
+	st := store.State{Meta: map[string]string{}} // Items: sized below, or empty at the end
 	err := s.view(ctx, func(tx *bolt.Tx) error {
 		sb := sourceBucket(tx, source)
 		if sb == nil {
@@ -79,6 +79,9 @@ func (s *Store) load(ctx context.Context, source string, withItems bool) (store.
 	})
 	if err != nil {
 		return store.State{}, fmt.Errorf("load state: %w", err)
+	}
+	if st.Items == nil {
+		st.Items = map[string]store.Item{}
 	}
 	return st, nil
 }
