@@ -192,15 +192,8 @@ sources:
   - {name: boom, schedule: "@every 1m", url: "http://127.0.0.1:1/x", key: id}
   - {name: fine, schedule: "@every 1m", url: "http://127.0.0.1:1/y", key: id}
 `, map[string]Source{"boom": panicSource{}, "fine": fine})
-	eng.mu.Lock()
-	var all []*ticker
-	for _, g := range eng.tickGroups() {
-		all = append(all, g.tickers...)
-	}
-	eng.mu.Unlock()
 	eng.replicas.Store(1) // alone: no lease jitter
-	g := &tickGroup{sched: all[0].sched, tickers: all, workers: newWorkers()}
-	defer g.workers.stop()
+	g := oneGroup(t, eng)
 
 	var recovered any
 	func() {
@@ -218,21 +211,46 @@ sources:
 // newScheduleEngine builds an engine of the configuration yaml on a bbolt
 // file that closes with the test, with sources and a discarding sink.
 func newScheduleEngine(t *testing.T, yaml string, sources map[string]Source) *Engine {
+	return newScheduleEngineWith(t, yaml, sources, nil)
+}
+
+// newScheduleEngineWith is newScheduleEngine on the bbolt store as wrap
+// wraps it (nil: as is).
+func newScheduleEngineWith(t *testing.T, yaml string, sources map[string]Source, wrap func(store.Store) store.Store) *Engine {
 	t.Helper()
 	cfg, err := config.Parse("schedule.yaml", []byte(yaml), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := boltstore.Open(filepath.Join(t.TempDir(), "state.db"), boltstore.Options{})
+	bolt, err := boltstore.Open(filepath.Join(t.TempDir(), "state.db"), boltstore.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { st.Close() })
+	t.Cleanup(func() { bolt.Close() })
+	var st store.Store = bolt
+	if wrap != nil {
+		st = wrap(bolt)
+	}
 	eng, err := New(cfg, st, sources, map[string]Sink{"app": discardSink{}}, Options{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return eng
+}
+
+// oneGroup puts every source of eng in one tick group, whose workers stop
+// with the test.
+func oneGroup(t *testing.T, eng *Engine) *tickGroup {
+	t.Helper()
+	eng.mu.Lock()
+	var all []*ticker
+	for _, g := range eng.tickGroups() {
+		all = append(all, g.tickers...)
+	}
+	eng.mu.Unlock()
+	g := &tickGroup{sched: all[0].sched, tickers: all, workers: newWorkers()}
+	t.Cleanup(g.workers.stop)
+	return g
 }
 
 // startCounter counts the ticks of each StartPolls call of the store it
@@ -254,36 +272,17 @@ func (s *startCounter) StartPolls(ctx context.Context, owner string, ttl time.Du
 // StartPolls call, skipping a source whose previous poll still runs;
 // replicas that share the store ask per source, each after its jitter.
 func TestTickGroupStartsItsTicksTogether(t *testing.T) {
-	cfg, err := config.Parse("schedule.yaml", []byte(`
+	st := &startCounter{}
+	srcs := map[string]*flakySource{"a": {}, "b": {}, "c": {}}
+	eng := newScheduleEngineWith(t, `
 sinks: [{name: app, type: stdout}]
 sources:
   - {name: a, schedule: "@every 1m", url: "http://127.0.0.1:1/a", key: id}
   - {name: b, schedule: "@every 1m", url: "http://127.0.0.1:1/b", key: id}
   - {name: c, schedule: "@every 1m", url: "http://127.0.0.1:1/c", key: id}
-`), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	bolt, err := boltstore.Open(filepath.Join(t.TempDir(), "state.db"), boltstore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer bolt.Close()
-	st := &startCounter{Store: bolt}
-	srcs := map[string]*flakySource{"a": {}, "b": {}, "c": {}}
-	eng, err := New(cfg, st, map[string]Source{"a": srcs["a"], "b": srcs["b"], "c": srcs["c"]},
-		map[string]Sink{"app": discardSink{}}, Options{Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	eng.mu.Lock()
-	var all []*ticker
-	for _, g := range eng.tickGroups() {
-		all = append(all, g.tickers...)
-	}
-	eng.mu.Unlock()
-	g := &tickGroup{sched: all[0].sched, tickers: all, workers: newWorkers()}
-	defer g.workers.stop()
+`, map[string]Source{"a": srcs["a"], "b": srcs["b"], "c": srcs["c"]},
+		func(bolt store.Store) store.Store { st.Store = bolt; return st })
+	g := oneGroup(t, eng)
 	fetches := func() (n []int) {
 		for _, name := range []string{"a", "b", "c"} {
 			n = append(n, len(srcs[name].fetchTimes()))
@@ -311,5 +310,44 @@ sources:
 	}
 	if fmt.Sprint(st.calls) != "[1 1 1]" {
 		t.Errorf("shared: StartPolls calls of %v ticks, want three calls of 1", st.calls)
+	}
+}
+
+// shortStarts is a broken backend: its StartPolls answers no tick.
+type shortStarts struct{ store.Store }
+
+func (shortStarts) StartPolls(context.Context, string, time.Duration, []store.PollTick) []store.PollStart {
+	return nil
+}
+
+// A store that answers fewer ticks than asked polls nothing, reports the
+// lease as failing, and leaves every source free for its next tick.
+func TestTickGroupWithBrokenStartPollsPollsNothing(t *testing.T) {
+	srcs := map[string]*flakySource{"a": {}, "b": {}}
+	eng := newScheduleEngineWith(t, `
+sinks: [{name: app, type: stdout}]
+sources:
+  - {name: a, schedule: "@every 1m", url: "http://127.0.0.1:1/a", key: id}
+  - {name: b, schedule: "@every 1m", url: "http://127.0.0.1:1/b", key: id}
+`, map[string]Source{"a": srcs["a"], "b": srcs["b"]},
+		func(bolt store.Store) store.Store { return shortStarts{bolt} })
+	g := oneGroup(t, eng)
+	eng.replicas.Store(1)
+	g.tick(t.Context())
+	for _, tk := range g.tickers {
+		name := tk.poller.cfg.Name
+		if n := len(srcs[name].fetchTimes()); n != 0 {
+			t.Errorf("%s fetched %d times, want 0", name, n)
+		}
+		tk.mu.Lock()
+		failing := tk.failing
+		tk.mu.Unlock()
+		if !failing {
+			t.Errorf("%s: the missing answer was not reported as a lease failure", name)
+		}
+		if !tk.poller.running.TryLock() {
+			t.Fatalf("%s is still locked after the tick", name)
+		}
+		tk.poller.running.Unlock()
 	}
 }
