@@ -71,3 +71,37 @@ func TestSchema3ClaimIsReadRight(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A Claim that finds nothing due writes nothing: bbolt writes and fsyncs
+// its meta page for every write transaction, even one that changed
+// nothing, and an idle dispatcher asks once a second. A claim of due
+// deliveries still writes.
+func TestClaimOfNothingDueDoesNotWrite(t *testing.T) {
+	s := openPath(t, filepath.Join(t.TempDir(), "state.db"), Options{})
+	txid := func() (id int) {
+		t.Helper()
+		if err := s.db.View(func(tx *bolt.Tx) error { id = tx.ID(); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	check := func(what string, now time.Time, want int) {
+		t.Helper()
+		before := txid()
+		if got := claimIDs(t, s, now); len(got) != want {
+			t.Fatalf("%s: Claim = %v, want %d deliveries", what, got, want)
+		}
+		wrote := txid() != before
+		if wrote != (want > 0) {
+			t.Errorf("%s: Claim wrote a transaction: %v, want %v", what, wrote, want > 0)
+		}
+	}
+	check("empty outbox", time.Now(), 0)
+	if err := s.Commit(t.Context(), store.Commit{Source: "s", Generation: 0,
+		Deliveries: []store.Delivery{itemDelivery("a1", "A")}}); err != nil {
+		t.Fatal(err)
+	}
+	check("due only later", time.Now().Add(-time.Hour), 0)
+	check("due", time.Now(), 1)
+	check("claimed", time.Now(), 0)
+}

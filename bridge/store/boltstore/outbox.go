@@ -24,6 +24,20 @@ func (s *Store) Claim(ctx context.Context, sink string, now time.Time, max int, 
 	if max <= 0 || lease <= 0 {
 		return nil, fmt.Errorf("claim: max %d and lease %v must be positive", max, lease)
 	}
+	limit := timePrefix(nanos(now))
+	// A dispatcher asks about once a second even when nothing waits, and
+	// bbolt writes and fsyncs its meta page for every write transaction,
+	// changed or not: a read transaction answers "nothing due" without one.
+	var anyDue bool
+	if err := s.view(ctx, func(tx *bolt.Tx) error {
+		anyDue = firstDue(tx, sink, limit)
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("claim: %w", err)
+	}
+	if !anyDue {
+		return nil, nil
+	}
 	var out []store.Delivery
 	err := s.update(ctx, func(tx *bolt.Tx) error {
 		out = nil
@@ -31,7 +45,6 @@ func (s *Store) Claim(ctx context.Context, sink string, now time.Time, max int, 
 		if due == nil {
 			return nil
 		}
-		limit := timePrefix(nanos(now))
 		var hits [][]byte // delivery IDs
 		c := due.Cursor()
 		for k, v := c.First(); k != nil && len(hits) < max; k, v = c.Next() {
@@ -63,6 +76,17 @@ func (s *Store) Claim(ctx context.Context, sink string, now time.Time, max int, 
 		return nil, fmt.Errorf("claim: %w", err)
 	}
 	return out, nil
+}
+
+// firstDue reports whether sink has a delivery due at limit (a timePrefix)
+// or earlier.
+func firstDue(tx *bolt.Tx, sink string, limit []byte) bool {
+	due, _ := sinkBucket(tx, bucketDue, sink, false)
+	if due == nil {
+		return false
+	}
+	k, _ := due.Cursor().First()
+	return k != nil && bytes.Compare(k[:8], limit) <= 0
 }
 
 // Settle implements store.Store: every outcome in one transaction, so one
