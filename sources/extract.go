@@ -52,58 +52,63 @@ func ExtractKeys(body []byte, itemsPath string, keyPaths []string) ([]bridge.Ite
 		return nil, err
 	}
 	var set itemSet
-	if err := extract(string(body), itemsPath, keyPaths, &set); err != nil {
+	if _, err := extract(string(body), itemsPath, keyPaths, &set); err != nil {
 		return nil, err
 	}
 	return set.items, nil
 }
 
-// extract adds the items of doc, which must be valid JSON, to set.
-func extract(doc, itemsPath string, keyPath []string, set *itemSet) error {
+// extract adds the items of doc, which must be valid JSON, to set and
+// returns how many doc lists (a top-level object counts as one; items
+// that share a key count each time, as pageItems counts them).
+func extract(doc, itemsPath string, keyPath []string, set *itemSet) (int, error) {
 	if itemsPath == "" {
 		root := gjson.Parse(doc)
 		switch {
 		case root.IsArray():
 			if len(keyPath) == 0 {
-				return errors.New("decode top-level items: a key path is required for an array of items")
+				return 0, errors.New("decode top-level items: a key path is required for an array of items")
 			}
-			if err := addElements(root, keyPath, set); err != nil {
-				return fmt.Errorf("decode top-level items: %w", err)
+			n, err := addElements(root, keyPath, set)
+			if err != nil {
+				return 0, fmt.Errorf("decode top-level items: %w", err)
 			}
-			return nil
+			return n, nil
 		case root.IsObject():
 			key := ""
 			if len(keyPath) > 0 {
 				k, err := itemKey(root, keyPath)
 				if err != nil {
-					return fmt.Errorf("decode top-level object: %w", err)
+					return 0, fmt.Errorf("decode top-level object: %w", err)
 				}
 				key = k
 			}
 			set.add(key, root.Raw)
-			return nil
+			return 1, nil
 		default:
-			return fmt.Errorf("decode top-level items: got %s, want an array or an object", kind(root))
+			return 0, fmt.Errorf("decode top-level items: got %s, want an array or an object", kind(root))
 		}
 	}
 
 	arr := gjson.Get(doc, itemsPath)
 	switch {
 	case !arr.Exists():
-		return fmt.Errorf("decode items at %q: path not found", itemsPath)
+		return 0, fmt.Errorf("decode items at %q: path not found", itemsPath)
 	case !arr.IsArray():
-		return fmt.Errorf("decode items at %q: got %s, want an array", itemsPath, kind(arr))
+		return 0, fmt.Errorf("decode items at %q: got %s, want an array", itemsPath, kind(arr))
 	case len(keyPath) == 0:
-		return fmt.Errorf("decode items at %q: a key path is required for an array of items", itemsPath)
+		return 0, fmt.Errorf("decode items at %q: a key path is required for an array of items", itemsPath)
 	}
-	if err := addElements(arr, keyPath, set); err != nil {
-		return fmt.Errorf("decode items at %q: %w", itemsPath, err)
+	n, err := addElements(arr, keyPath, set)
+	if err != nil {
+		return 0, fmt.Errorf("decode items at %q: %w", itemsPath, err)
 	}
-	return nil
+	return n, nil
 }
 
-// addElements adds every element of the array arr to set.
-func addElements(arr gjson.Result, keyPath []string, set *itemSet) error {
+// addElements adds every element of the array arr to set and returns how
+// many there were.
+func addElements(arr gjson.Result, keyPath []string, set *itemSet) (int, error) {
 	var err error
 	i := 0
 	arr.ForEach(func(_, v gjson.Result) bool {
@@ -117,7 +122,7 @@ func addElements(arr gjson.Result, keyPath []string, set *itemSet) error {
 		i++
 		return true
 	})
-	return err
+	return i, err
 }
 
 // itemKey returns the key of item at keyPath (one or more paths, see

@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -100,6 +101,7 @@ type HTTP struct {
 	hidden      map[string]bool // query parameters whose values are hidden
 	sleep       func(context.Context, time.Duration) error
 	now         func() time.Time
+	lastItems   atomic.Int64 // items of the last snapshot, to size the next one's set
 }
 
 // maxPooledBody is the largest body buffer kept for reuse; a rare giant
@@ -331,16 +333,16 @@ func (s *HTTP) fetch(ctx context.Context, meta map[string]string) (*bridge.Snaps
 		}
 		doc := string(res.body) // a copy: the buffer goes back to the pool
 		s.release(res.buf)
+		pages = append(pages, doc)
+		if s.pager == nil {
+			break // its items are counted as they are extracted, in one pass
+		}
 		count, last, err := pageItems(doc, s.itemsPath)
 		if err != nil {
 			return nil, fmt.Errorf("fetch page %d: %w", n, err)
 		}
 		reqs[len(reqs)-1].Items = count
 		total += count
-		pages = append(pages, doc)
-		if s.pager == nil {
-			break
-		}
 		next, nextSent, err := s.pager.next(s, &pageState{
 			n: n, url: req.url, header: res.header, body: doc,
 			items: count, last: last, seen: total, sent: sent,
@@ -359,12 +361,20 @@ func (s *HTTP) fetch(ctx context.Context, meta map[string]string) (*bridge.Snaps
 		return &bridge.Snapshot{NotModified: true, Pages: len(pages), Requests: reqs}, nil
 	}
 	sum := hex.EncodeToString(h.Sum(nil))
+	if s.pager == nil {
+		total = int(s.lastItems.Load()) // sizes the set like the last answer
+	}
 	set := newItemSet(total)
 	for i, doc := range pages {
-		if err := extract(doc, s.itemsPath, s.keyPaths, &set); err != nil {
+		count, err := extract(doc, s.itemsPath, s.keyPaths, &set)
+		if err != nil {
 			return nil, fmt.Errorf("fetch page %d: %w", i+1, err)
 		}
+		if s.pager == nil {
+			reqs[len(reqs)-1].Items = count
+		}
 	}
+	s.lastItems.Store(int64(len(set.items)))
 	out := make(map[string]string, len(meta)+3)
 	maps.Copy(out, meta)
 	setOrDelete(out, MetaETag, first.etag)

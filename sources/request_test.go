@@ -337,3 +337,39 @@ func TestRequestsDoNotShareWhatTheyAdd(t *testing.T) {
 		t.Errorf("configured headers became %v, were %v", s.headers, before)
 	}
 }
+
+// A single page's request counts the items the page listed, as a
+// paginated one does (items that share a key count each time), although
+// no separate pass counts them.
+func TestRequestInfoCountsSinglePageItems(t *testing.T) {
+	for _, tt := range []struct {
+		name, body, items string
+		key               config.KeyPaths
+		listed, distinct  int
+	}{
+		{"array", `[{"id":1},{"id":2},{"id":1}]`, "", config.KeyPaths{"id"}, 3, 2},
+		{"nested array", `{"data":[{"id":1},{"id":2}]}`, "data", config.KeyPaths{"id"}, 2, 2},
+		{"empty array", `{"data":[]}`, "data", config.KeyPaths{"id"}, 0, 0},
+		{"top-level object", `{"id":1}`, "", nil, 1, 1},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				io.WriteString(w, tt.body)
+			}))
+			defer srv.Close()
+			s, err := NewHTTP(config.Source{URL: srv.URL, Items: tt.items, Key: tt.key}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for poll := 1; poll <= 2; poll++ { // the second poll's set is sized from the first
+				snap, err := s.Fetch(t.Context(), map[string]string{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(snap.Requests) != 1 || snap.Requests[0].Items != tt.listed || len(snap.Items) != tt.distinct {
+					t.Errorf("poll %d: requests %+v, %d items; want one request of %d items, %d distinct", poll, snap.Requests, len(snap.Items), tt.listed, tt.distinct)
+				}
+			}
+		})
+	}
+}
