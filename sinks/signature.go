@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"hash"
 	"net/http"
 	"strconv"
 	"strings"
@@ -93,11 +94,16 @@ func decodeSecret(secret string) ([]byte, error) {
 
 // mac computes the raw signature of one message.
 func mac(key []byte, msgID string, ts int64, body []byte) []byte {
-	h := hmac.New(sha256.New, key)
+	return macWith(hmac.New(sha256.New, key), msgID, ts, body)
+}
+
+// macWith is mac with h, an HMAC-SHA256 keyed with the key (a sink reuses
+// its own); it resets h first.
+func macWith(h hash.Hash, msgID string, ts int64, body []byte) []byte {
+	h.Reset()
+	var buf [24]byte
 	h.Write([]byte(msgID))
-	h.Write([]byte{'.'})
-	h.Write(strconv.AppendInt(nil, ts, 10))
-	h.Write([]byte{'.'})
+	h.Write(append(strconv.AppendInt(append(buf[:0], '.'), ts, 10), '.'))
 	h.Write(body)
 	return h.Sum(nil)
 }

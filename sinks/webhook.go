@@ -3,14 +3,19 @@ package sinks
 import (
 	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"math"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/pollbridge/pollbridge/bridge/redact"
@@ -42,7 +47,8 @@ type Webhook struct {
 	format  *Format
 	timeout time.Duration
 	client  *http.Client
-	secrets []string // scrubbed from error snippets
+	secrets []string  // scrubbed from error snippets
+	macs    sync.Pool // HMAC-SHA256 hashes keyed with key, reset before use
 	now     func() time.Time
 }
 
@@ -78,6 +84,7 @@ func NewWebhook(cfg config.Sink, client *http.Client) (*Webhook, error) {
 			return nil, err
 		}
 		w.key = key
+		w.macs.New = func() any { return hmac.New(sha256.New, key) }
 		w.secrets = append(w.secrets, cfg.Secret, strings.TrimPrefix(cfg.Secret, secretPrefix))
 	}
 	w.headers.Set("User-Agent", "pollbridge")
@@ -126,7 +133,15 @@ func NewWebhook(cfg config.Sink, client *http.Client) (*Webhook, error) {
 // printable excerpt of the receiver's answer, never the secret, the
 // configured header values or the URL's path and query.
 func (w *Webhook) Send(ctx context.Context, ev *bridge.Event) error {
-	header := w.headers.Clone()
+	// A header map of its own (the transport reads it while other
+	// deliveries run), sized for the content-type and webhook-* headers so
+	// that setting them does not grow it. The configured values are
+	// shared, capacity clipped: headers are only ever Set here, and an
+	// Add would copy rather than write into them.
+	header := make(http.Header, len(w.headers)+4)
+	for k, v := range w.headers {
+		header[k] = slices.Clip(v)
+	}
 	body, err := w.format.Render(ev, header)
 	if err != nil {
 		return &bridge.DeliveryError{Permanent: true, Err: err}
@@ -146,7 +161,9 @@ func (w *Webhook) Send(ctx context.Context, ev *bridge.Event) error {
 	req.Header.Set("Webhook-Id", ev.ID)
 	req.Header.Set("Webhook-Timestamp", strconv.FormatInt(now.Unix(), 10))
 	if w.key != nil {
-		req.Header.Set("Webhook-Signature", "v1,"+base64.StdEncoding.EncodeToString(mac(w.key, ev.ID, now.Unix(), body)))
+		h := w.macs.Get().(hash.Hash)
+		req.Header.Set("Webhook-Signature", "v1,"+base64.StdEncoding.EncodeToString(macWith(h, ev.ID, now.Unix(), body)))
+		w.macs.Put(h)
 	}
 
 	resp, err := w.client.Do(req)
@@ -157,7 +174,12 @@ func (w *Webhook) Send(ctx context.Context, ev *bridge.Event) error {
 		}
 		return fmt.Errorf("POST %s: %w", w.origin, err)
 	}
-	answer, _ := io.ReadAll(io.LimitReader(resp.Body, maxDrain))
+	var answer []byte // only a failure's answer is quoted
+	if resp.StatusCode >= 200 && resp.StatusCode <= 299 {
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxDrain))
+	} else {
+		answer, _ = io.ReadAll(io.LimitReader(resp.Body, maxDrain))
+	}
 	resp.Body.Close()
 	return w.classify(resp, answer, now)
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -107,6 +108,35 @@ func TestWebhookSignsAndRepeats(t *testing.T) {
 	}
 	if reqs[0].header.Get("webhook-signature") == reqs[1].header.Get("webhook-signature") {
 		t.Error("signature did not change with the timestamp")
+	}
+}
+
+// Concurrent sends of one sink share its HMAC hashes: every signature
+// still verifies, however the hashes are handed around.
+func TestWebhookSignsConcurrentSends(t *testing.T) {
+	rc, srv := newReceiver(t, nil)
+	w := newWebhook(t, config.Sink{URL: srv.URL, Secret: testSecret, Concurrency: 8})
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 8 {
+				ev := testEvent()
+				ev.ID = fmt.Sprintf("evt_%d_%d", g, i)
+				if err := w.Send(t.Context(), ev); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	reqs := rc.requests()
+	if len(reqs) != 64 {
+		t.Fatalf("%d requests, want 64", len(reqs))
+	}
+	for _, r := range reqs {
+		if err := Verify(testSecret, r.header, r.body, time.Minute, time.Now()); err != nil {
+			t.Errorf("%s does not verify: %v", r.header.Get("webhook-id"), err)
+		}
 	}
 }
 
