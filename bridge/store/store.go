@@ -16,6 +16,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -86,6 +87,26 @@ type Commit struct {
 	// behind it (see Store). A delivery whose ID is already in the outbox
 	// or the dead letters is skipped: the first copy stays.
 	Deliveries []Delivery
+}
+
+// Validate reports what makes c unfit for any backend: an empty source
+// name, an empty item key to upsert, a delivery without an ID or a sink.
+// Backends call it before they write anything.
+func (c Commit) Validate() error {
+	if c.Source == "" {
+		return errors.New("empty source name")
+	}
+	for k := range c.Upsert {
+		if k == "" {
+			return errors.New("upsert of an empty item key")
+		}
+	}
+	for _, d := range c.Deliveries {
+		if d.ID == "" || d.Sink == "" {
+			return fmt.Errorf("delivery %q to sink %q: empty id or sink", d.ID, d.Sink)
+		}
+	}
+	return nil
 }
 
 // Delivery is one event bound for one sink, as kept in the outbox.

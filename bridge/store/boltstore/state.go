@@ -3,7 +3,6 @@ package boltstore
 import (
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -98,7 +97,7 @@ func (s *Store) load(ctx context.Context, source string, withItems bool) (store.
 // already in the outbox or the dead letters is skipped, as is a repeat of an
 // ID within c: the first one stays. Deletes are applied before upserts.
 func (s *Store) Commit(ctx context.Context, c store.Commit) error {
-	if err := validateCommit(c); err != nil {
+	if err := c.Validate(); err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}
 	now := time.Now()
@@ -126,23 +125,6 @@ func (s *Store) Commit(ctx context.Context, c store.Commit) error {
 	})
 	if err != nil {
 		return fmt.Errorf("commit: %w", err)
-	}
-	return nil
-}
-
-func validateCommit(c store.Commit) error {
-	if c.Source == "" {
-		return errors.New("empty source name")
-	}
-	for k := range c.Upsert {
-		if k == "" {
-			return errors.New("upsert of an empty item key")
-		}
-	}
-	for _, d := range c.Deliveries {
-		if d.ID == "" || d.Sink == "" {
-			return fmt.Errorf("delivery %q to sink %q: empty id or sink", d.ID, d.Sink)
-		}
 	}
 	return nil
 }

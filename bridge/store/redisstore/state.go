@@ -91,7 +91,7 @@ func (s *Store) load(ctx context.Context, source string, withItems bool) (store.
 // it, Commit still reports success and the repair pass (see the package
 // doc) makes the deliveries claimable within its bound.
 func (s *Store) Commit(ctx context.Context, c store.Commit) error {
-	if err := validateCommit(c); err != nil {
+	if err := c.Validate(); err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}
 	if err := ctx.Err(); err != nil {
@@ -169,23 +169,6 @@ func (s *Store) commitArgs(c store.Commit, now time.Time) ([]string, []any) {
 		args = append(args, sinkIdx[d.Sink], d.ID, score(ceilMs(d.Due)), d.Key, recordTail(d))
 	}
 	return keys, args
-}
-
-func validateCommit(c store.Commit) error {
-	if c.Source == "" {
-		return errors.New("empty source name")
-	}
-	for k := range c.Upsert {
-		if k == "" {
-			return errors.New("upsert of an empty item key")
-		}
-	}
-	for _, d := range c.Deliveries {
-		if d.ID == "" || d.Sink == "" {
-			return fmt.Errorf("delivery %q to sink %q: empty id or sink", d.ID, d.Sink)
-		}
-	}
-	return nil
 }
 
 // itemsVal is the result of an HGETALL of items, or nothing when it was not

@@ -52,6 +52,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"StaleGenerationConflicts", testConflict},
 		{"RacingCommitsOneWins", testRacingCommits},
 		{"CanceledCommitWritesNothing", testCanceledCommit},
+		{"InvalidCommitWritesNothing", testInvalidCommit},
 		{"SourcesAreIsolated", testIsolation},
 		{"ClaimInCommitOrderPerSink", testClaimOrder},
 		{"PayloadBytesRoundTrip", testPayloadRoundTrip},
@@ -253,6 +254,30 @@ func testConflict(t *testing.T, s store.Store) {
 	}
 	wantState(t, mustLoad(t, s, "s"), 1, map[string]store.Item{"a": a}, meta)
 	wantIDs(t, "Claim after conflicting commits", mustClaim(t, s, "hook", time.Now().Add(time.Hour), 10, time.Minute), "d1")
+}
+
+// A commit that store.Commit.Validate refuses fails before anything of it
+// is written, whichever part is bad.
+func testInvalidCommit(t *testing.T, s store.Store) {
+	a := item("fa", `{"id":"a"}`)
+	for _, tt := range []struct {
+		name string
+		c    store.Commit
+	}{
+		{"no source", store.Commit{Generation: 0, Deliveries: []store.Delivery{delivery("d1", "hook")}}},
+		{"empty item key", store.Commit{Source: "s", Upsert: map[string]store.Item{"a": a, "": a},
+			Deliveries: []store.Delivery{delivery("d1", "hook")}}},
+		{"delivery without id", store.Commit{Source: "s", Upsert: map[string]store.Item{"a": a},
+			Deliveries: []store.Delivery{delivery("d1", "hook"), delivery("", "hook")}}},
+		{"delivery without sink", store.Commit{Source: "s", Upsert: map[string]store.Item{"a": a},
+			Deliveries: []store.Delivery{delivery("d1", "hook"), delivery("d2", "")}}},
+	} {
+		if err := s.Commit(t.Context(), tt.c); err == nil || errors.Is(err, store.ErrConflict) {
+			t.Errorf("%s: Commit err = %v, want a validation error", tt.name, err)
+		}
+	}
+	wantState(t, mustLoad(t, s, "s"), 0, map[string]store.Item{}, map[string]string{})
+	wantIDs(t, "Claim after refused commits", mustClaim(t, s, "hook", time.Now().Add(time.Hour), 10, time.Minute))
 }
 
 func testRacingCommits(t *testing.T, s store.Store) {
