@@ -35,7 +35,7 @@ func TestEngineFilterSendsOnlyTransitionsToPaid(t *testing.T) {
 	}
 
 	// Every change is in the stored state, sent or not.
-	st, err := h.store.Load(context.Background(), "orders")
+	st, err := h.Store.Load(context.Background(), "orders")
 	if err != nil {
 		t.Fatal(err)
 	}

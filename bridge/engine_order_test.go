@@ -53,7 +53,7 @@ func TestEngineItemEventsArriveInDetectionOrder(t *testing.T) {
 		t.Fatalf("delivered while item 1 retries: %q, want only item 2's event", got)
 	}
 	eventually(t, "item 1's events counted as 1 retrying and 2 pending", func() bool {
-		st, err := h.store.Stats(context.Background(), time.Now())
+		st, err := h.Store.Stats(context.Background(), time.Now())
 		return err == nil && st["app"] == (store.SinkStats{Pending: 2, Retrying: 1})
 	})
 

@@ -30,7 +30,7 @@ func TestEngineCircuitBreaker(t *testing.T) {
 		return r.arrived
 	}
 	eventually(t, "the circuit to open", func() bool {
-		st, _ := h.engine.SinkStatus("app")
+		st, _ := h.Engine.SinkStatus("app")
 		return st.State == bridge.SinkOpen
 	})
 	opened := requests()
@@ -39,7 +39,7 @@ func TestEngineCircuitBreaker(t *testing.T) {
 	}
 	r.fail(0, 0) // the receiver recovers during the cooldown
 	eventually(t, "both events delivered after the probe", func() bool { return len(r.deliveries()) == 2 })
-	st, _ := h.engine.SinkStatus("app")
+	st, _ := h.Engine.SinkStatus("app")
 	if st.State != bridge.SinkActive {
 		t.Errorf("state after recovery = %+v", st)
 	}
@@ -54,10 +54,10 @@ func TestEngineGoneDisablesSink(t *testing.T) {
 	a.set("1", nil)
 	h.poll(t, "orders")
 	eventually(t, "the sink to be disabled", func() bool {
-		st, _ := h.engine.SinkStatus("app")
+		st, _ := h.Engine.SinkStatus("app")
 		return st.State == bridge.SinkDisabled
 	})
-	stats, err := h.store.Stats(context.Background(), time.Now())
+	stats, err := h.Store.Stats(context.Background(), time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,13 +66,13 @@ func TestEngineGoneDisablesSink(t *testing.T) {
 	}
 	a.set("2", nil)
 	h.poll(t, "orders")
-	if err := h.engine.PauseSink("app"); err != nil { // still stopped
+	if err := h.Engine.PauseSink("app"); err != nil { // still stopped
 		t.Fatal(err)
 	}
 	if n := len(r.deliveries()); n != 0 {
 		t.Fatalf("a disabled sink received %d events", n)
 	}
-	if err := h.engine.ResumeSink("app"); err != nil {
+	if err := h.Engine.ResumeSink("app"); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "delivery after resume", func() bool { return len(r.deliveries()) == 2 })
@@ -131,7 +131,7 @@ func TestEnginePauseHandsBackClaimedAhead(t *testing.T) {
 		defer r.mu.Unlock()
 		return r.arrived == 1
 	})
-	if err := h.engine.PauseSink("app"); err != nil {
+	if err := h.Engine.PauseSink("app"); err != nil {
 		t.Fatal(err)
 	}
 	r.mu.Lock()
@@ -140,11 +140,11 @@ func TestEnginePauseHandsBackClaimedAhead(t *testing.T) {
 	close(block)
 	eventually(t, "the attempt in flight to finish", func() bool { return len(r.deliveries()) == 1 })
 	eventually(t, "the others back in the outbox, unclaimed", func() bool {
-		live, err := h.store.Live(context.Background(), "app", 0)
+		live, err := h.Store.Live(context.Background(), "app", 0)
 		if err != nil || len(live) != events-1 {
 			return false
 		}
-		claimed, err := h.store.Claim(context.Background(), "app", time.Now(), events, time.Millisecond)
+		claimed, err := h.Store.Claim(context.Background(), "app", time.Now(), events, time.Millisecond)
 		return err == nil && len(claimed) == events-1 // claimable at once: handed back
 	})
 	r.mu.Lock()
@@ -153,7 +153,7 @@ func TestEnginePauseHandsBackClaimedAhead(t *testing.T) {
 	if arrived != 1 {
 		t.Fatalf("%d requests reached the receiver while the sink was paused, want 1", arrived)
 	}
-	if err := h.engine.ResumeSink("app"); err != nil {
+	if err := h.Engine.ResumeSink("app"); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "every event delivered after resuming", func() bool { return len(r.deliveries()) == events })

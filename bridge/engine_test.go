@@ -6,10 +6,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"slices"
 	"sort"
 	"strings"
@@ -18,11 +16,9 @@ import (
 	"time"
 
 	"github.com/pollbridge/pollbridge/bridge"
-	"github.com/pollbridge/pollbridge/bridge/config"
+	"github.com/pollbridge/pollbridge/bridge/internal/enginetest"
 	"github.com/pollbridge/pollbridge/bridge/store"
-	"github.com/pollbridge/pollbridge/bridge/store/boltstore"
 	"github.com/pollbridge/pollbridge/sinks"
-	"github.com/pollbridge/pollbridge/sources"
 )
 
 const testSecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -201,74 +197,24 @@ func eventually(t *testing.T, what string, cond func() bool) {
 // harness runs an engine on a real bolt store, real HTTP sources and real
 // webhook sinks.
 type harness struct {
-	cfg    *config.Config
-	store  store.Store
-	engine *bridge.Engine
-	cancel context.CancelFunc
-	done   chan error
+	*enginetest.Daemon
 }
 
 // start loads yamlText (with %s placeholders already filled), opens a bolt
 // store in a temp dir and runs the engine until the test ends.
 func start(t *testing.T, yamlText string) *harness {
 	t.Helper()
-	dir := t.TempDir()
-	yamlText = strings.ReplaceAll(yamlText, "STATE_PATH", dir+"/state.db")
-	cfg, err := config.Parse("test.yaml", []byte(yamlText), func(string) (string, bool) { return "", false })
-	if err != nil {
-		t.Fatalf("config: %v", err)
-	}
-	st, err := boltstore.Open(cfg.State.Path, boltstore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srcs := map[string]bridge.Source{}
-	for _, sc := range cfg.Sources {
-		if srcs[sc.Name], err = sources.New(sc, nil); err != nil {
-			t.Fatal(err)
-		}
-	}
-	snks := map[string]bridge.Sink{}
-	for _, sc := range cfg.Sinks {
-		if snks[sc.Name], err = sinks.New(sc, nil); err != nil {
-			t.Fatal(err)
-		}
-	}
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	eng, err := bridge.New(cfg, st, srcs, snks, bridge.Options{Logger: logger, IdleWait: 10 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	h := &harness{cfg: cfg, store: st, engine: eng, cancel: cancel, done: make(chan error, 1)}
-	go func() { h.done <- eng.Run(ctx) }()
-	t.Cleanup(func() {
-		h.stop(t)
-		st.Close()
-	})
+	h := &harness{enginetest.Build(t, yamlText, bridge.Options{})}
+	h.Run()
 	return h
 }
 
-func (h *harness) stop(t *testing.T) {
-	t.Helper()
-	if h.cancel == nil {
-		return
-	}
-	h.cancel()
-	h.cancel = nil
-	select {
-	case err := <-h.done:
-		if err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	case <-time.After(20 * time.Second):
-		t.Error("engine did not stop")
-	}
-}
+// stop begins the engine's shutdown and waits for Run to return.
+func (h *harness) stop(t *testing.T) { h.Stop(t) }
 
 func (h *harness) poll(t *testing.T, source string) bridge.PollResult {
 	t.Helper()
-	res, err := h.engine.Poll(context.Background(), source)
+	res, err := h.Engine.Poll(context.Background(), source)
 	if err != nil {
 		t.Fatalf("poll %s: %v", source, err)
 	}
@@ -339,7 +285,7 @@ func TestEngineDeliversEveryChangeOnce(t *testing.T) {
 	if d := byType[bridge.ItemDeleted]; d.Data.Key != "2" || d.Data.Item != nil || !strings.Contains(string(d.Data.Previous), `"total":20`) {
 		t.Errorf("delete = %+v", d.Data)
 	}
-	stats, err := h.store.Stats(context.Background(), time.Now())
+	stats, err := h.Store.Stats(context.Background(), time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -360,7 +306,7 @@ func TestEngineBadSourceAnswersInventNothing(t *testing.T) {
 			h.poll(t, "orders")
 
 			a.setMode(mode)
-			if _, err := h.engine.Poll(context.Background(), "orders"); err == nil {
+			if _, err := h.Engine.Poll(context.Background(), "orders"); err == nil {
 				t.Fatalf("poll of a %s answer succeeded", mode)
 			}
 			a.setMode("")
@@ -380,7 +326,7 @@ func TestEngineBadSourceAnswersInventNothing(t *testing.T) {
 		h := start(t, oneSource(a.URL, r.URL, ""))
 		h.poll(t, "orders")
 		a.setMode("500")
-		h.engine.Poll(context.Background(), "orders")
+		h.Engine.Poll(context.Background(), "orders")
 		a.setMode("empty")
 		if res := h.poll(t, "orders"); len(res.Events) != 0 || res.HeldDeletes != 2 {
 			t.Fatalf("empty answer: %+v, want 2 deletions held back and no events", res)
@@ -436,7 +382,7 @@ func TestEnginePermanentFailureIsDeadLetteredAndReplayable(t *testing.T) {
 	var dead []store.Delivery
 	eventually(t, "a dead letter", func() bool {
 		var err error
-		dead, err = h.store.Dead(context.Background(), "app")
+		dead, err = h.Store.Dead(context.Background(), "app")
 		return err == nil && len(dead) == 1
 	})
 	if dead[0].Attempts != 1 || !strings.Contains(dead[0].LastError, "400") {
@@ -448,7 +394,7 @@ func TestEnginePermanentFailureIsDeadLetteredAndReplayable(t *testing.T) {
 	if attempts != 1 {
 		t.Fatalf("a 400 was attempted %d times", attempts)
 	}
-	if n, err := h.store.Replay(context.Background(), "app", nil); err != nil || n != 1 {
+	if n, err := h.Store.Replay(context.Background(), "app", nil); err != nil || n != 1 {
 		t.Fatalf("replay = %d, %v", n, err)
 	}
 	eventually(t, "replayed delivery", func() bool { return len(r.deliveries()) == 1 })
@@ -466,7 +412,7 @@ func TestEngineDeadLettersAfterLastAttempt(t *testing.T) {
 	a.set("1", nil)
 	h.poll(t, "orders")
 	eventually(t, "a dead letter", func() bool {
-		dead, err := h.store.Dead(context.Background(), "app")
+		dead, err := h.Store.Dead(context.Background(), "app")
 		return err == nil && len(dead) == 1 && dead[0].Attempts == 3
 	})
 	r.mu.Lock()
@@ -538,7 +484,7 @@ func TestEngineShutdownFinishesInFlightDelivery(t *testing.T) {
 	if n := len(r.deliveries()); n != 1 {
 		t.Fatalf("in-flight delivery not finished at shutdown: %d delivered", n)
 	}
-	stats, err := h.store.Stats(context.Background(), time.Now())
+	stats, err := h.Store.Stats(context.Background(), time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -582,16 +528,16 @@ func TestEngineUnreadableEventIsDeadLettered(t *testing.T) {
 	h.poll(t, "orders") // the baseline: generation 1
 	bad := store.Delivery{ID: "bad", EventID: "evt_bad", Sink: "app", Source: "orders", Key: "x",
 		Payload: json.RawMessage(`{"id":"evt_bad","type":`)}
-	if err := h.store.Commit(context.Background(), store.Commit{Source: "orders", Generation: 1, Deliveries: []store.Delivery{bad}}); err != nil {
+	if err := h.Store.Commit(context.Background(), store.Commit{Source: "orders", Generation: 1, Deliveries: []store.Delivery{bad}}); err != nil {
 		t.Fatal(err)
 	}
-	h.engine.WakeSink("app")
+	h.Engine.WakeSink("app")
 	a.set("1", map[string]any{"status": "new"})
 	h.poll(t, "orders")
 	var dead []store.Delivery
 	eventually(t, "the unreadable event in the dead letters and the good one delivered", func() bool {
 		var err error
-		dead, err = h.store.Dead(context.Background(), "app")
+		dead, err = h.Store.Dead(context.Background(), "app")
 		return err == nil && len(dead) == 1 && len(r.deliveries()) == 1
 	})
 	if dead[0].ID != "bad" || !strings.Contains(dead[0].LastError, "decode stored event") {

@@ -109,11 +109,11 @@ func TestAPIDeliveriesStoreDown(t *testing.T) {
 	a, r := newAPI(t, "1"), newReceiver(t, http.StatusOK)
 	d := startDaemon(t, testConfig(a.URL, a.URL, r.URL), "")
 	d.stop(t)
-	d.store.Close()
+	d.Store.Close()
 	if status, body := d.call(t, "GET", "/api/deliveries?sink=app", ""); status != http.StatusServiceUnavailable || !strings.Contains(body, "error") {
 		t.Errorf("deliveries with a closed store: %d %s", status, body)
 	}
-	srv := admin.New(admin.Options{Engine: d.engine}) // d's own listener answers "shutting down"
+	srv := admin.New(admin.Options{Engine: d.Engine}) // d's own listener answers "shutting down"
 	if rec := newRecorder(srv, "GET", "/readyz", ""); rec.code != http.StatusServiceUnavailable || !strings.Contains(rec.body, "store unreachable: ping") {
 		t.Errorf("readyz with a closed store: %d %q", rec.code, rec.body)
 	}

@@ -1,7 +1,6 @@
 package admin_test
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -9,18 +8,14 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/pollbridge/pollbridge/bridge"
 	"github.com/pollbridge/pollbridge/bridge/admin"
-	"github.com/pollbridge/pollbridge/bridge/config"
-	"github.com/pollbridge/pollbridge/bridge/store"
-	"github.com/pollbridge/pollbridge/bridge/store/boltstore"
+	"github.com/pollbridge/pollbridge/bridge/internal/enginetest"
 	"github.com/pollbridge/pollbridge/sinks"
-	"github.com/pollbridge/pollbridge/sources"
 )
 
 const testSecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -108,14 +103,10 @@ func (r *receiver) received() int {
 // daemon is an engine on a real bbolt file, real sources and sinks, with
 // the admin listener on a loopback port.
 type daemon struct {
-	cfg     *config.Config
-	store   store.Store
-	engine  *bridge.Engine
+	*enginetest.Daemon
 	metrics *bridge.Metrics
 	admin   *admin.Server
 	url     string // the admin listener's base URL
-	cancel  context.CancelFunc
-	done    chan error
 }
 
 // testConfig has source "orders" (emit_initial, so its first poll sends
@@ -152,71 +143,27 @@ sources:
 // listener using token, until the test ends.
 func startDaemon(t *testing.T, yamlText, token string) *daemon {
 	t.Helper()
-	yamlText = strings.ReplaceAll(yamlText, "STATE_PATH", t.TempDir()+"/state.db")
-	cfg, err := config.Parse("test.yaml", []byte(yamlText), func(string) (string, bool) { return "", false })
-	if err != nil {
-		t.Fatalf("config: %v", err)
-	}
-	st, err := boltstore.Open(cfg.State.Path, boltstore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srcs := map[string]bridge.Source{}
-	for _, sc := range cfg.Sources {
-		if srcs[sc.Name], err = sources.New(sc, nil); err != nil {
-			t.Fatal(err)
-		}
-	}
-	snks := map[string]bridge.Sink{}
-	for _, sc := range cfg.Sinks {
-		if snks[sc.Name], err = sinks.New(sc, nil); err != nil {
-			t.Fatal(err)
-		}
-	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 	m := bridge.NewMetrics("test-1.2.3")
-	eng, err := bridge.New(cfg, st, srcs, snks, bridge.Options{Logger: logger, IdleWait: 10 * time.Millisecond, Metrics: m})
+	d := &daemon{Daemon: enginetest.Build(t, yamlText, bridge.Options{Logger: logger, Metrics: m}), metrics: m}
+	srv, err := admin.Start(d.Context(), "127.0.0.1:0", admin.Options{Engine: d.Engine, Metrics: m, Token: token, Logger: logger, Version: "test-1.2.3"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	srv, err := admin.Start(ctx, "127.0.0.1:0", admin.Options{Engine: eng, Metrics: m, Token: token, Logger: logger, Version: "test-1.2.3"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := &daemon{cfg: cfg, store: st, engine: eng, metrics: m, admin: srv, url: "http://" + srv.Addr().String(),
-		cancel: cancel, done: make(chan error, 1)}
-	go func() { d.done <- eng.Run(ctx) }()
+	d.admin, d.url = srv, "http://"+srv.Addr().String()
 	t.Cleanup(func() {
-		d.stop(t)
 		if err := srv.Close(); err != nil {
 			t.Errorf("close admin: %v", err)
 		}
-		st.Close()
 	})
+	d.Run() // stopped at the end, before the admin listener closes
 	return d
 }
 
-// stop begins the engine's shutdown and waits for Run to return.
-func (d *daemon) stop(t *testing.T) {
-	t.Helper()
-	if d.cancel == nil {
-		return
-	}
-	d.cancel()
-	d.cancel = nil
-	select {
-	case err := <-d.done:
-		if err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	case <-time.After(20 * time.Second):
-		t.Error("engine did not stop")
-	}
-}
+// stop begins the engine's shutdown (the admin listener drains) and waits
+// for Run to return.
+func (d *daemon) stop(t *testing.T) { d.Stop(t) }
 
-// call makes a request to the admin listener with an optional token and
-// returns the status and body.
 func (d *daemon) call(t *testing.T, method, path, token string) (int, string) {
 	t.Helper()
 	req, err := http.NewRequest(method, d.url+path, nil)

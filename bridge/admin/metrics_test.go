@@ -137,7 +137,7 @@ func TestMetricsFollowPollsAndDeliveries(t *testing.T) {
 
 	// A store that fails counts store errors.
 	d.stop(t)
-	d.store.Close()
+	d.Store.Close()
 	if status, body := d.call(t, "POST", "/api/sources/orders/poll", ""); status != http.StatusBadGateway {
 		t.Errorf("poll with a closed store: %d %s", status, body)
 	}

@@ -148,7 +148,7 @@ func TestStatusPageInBrowser(t *testing.T) {
 	// Pause and resume from the page.
 	step("press pause", clickJS(`tr[data-sink="app"] button.pause`))
 	waitJS("the sink paused", `document.querySelector('tr[data-sink="app"] .state').textContent === "paused"`)
-	if st, _ := d.engine.SinkStatus("app"); st.State != "paused" {
+	if st, _ := d.Engine.SinkStatus("app"); st.State != "paused" {
 		t.Errorf("after pressing pause the sink is %q", st.State)
 	}
 	step("press resume", clickJS(`tr[data-sink="app"] button.resume`))
@@ -174,7 +174,7 @@ func TestStatusPageInBrowser(t *testing.T) {
 			rows[0].textContent.includes("item.created") && Number(rows[0].querySelector(".attempts").textContent) >= 1;
 	})()`)
 	r.setStatus(http.StatusOK)
-	if err := d.engine.ResumeSink("app"); err != nil { // closes the circuit the failures may have opened
+	if err := d.Engine.ResumeSink("app"); err != nil { // closes the circuit the failures may have opened
 		t.Fatal(err)
 	}
 	eventually(t, "the retried item delivered", func() bool { return r.received() == 3 })

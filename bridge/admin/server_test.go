@@ -52,9 +52,9 @@ func TestProbes(t *testing.T) {
 func TestReadyzChecksTheStore(t *testing.T) {
 	a, r := newAPI(t, "1"), newReceiver(t, http.StatusOK)
 	d := startDaemon(t, testConfig(a.URL, a.URL, r.URL), "")
-	srv := admin.New(admin.Options{Engine: d.engine})
+	srv := admin.New(admin.Options{Engine: d.Engine})
 	d.stop(t)
-	d.store.Close()
+	d.Store.Close()
 	rec := newRecorder(srv, "GET", "/readyz", "")
 	if rec.code != http.StatusServiceUnavailable || !strings.Contains(rec.body, "store unreachable") {
 		t.Fatalf("readyz with a closed store: %d %q", rec.code, rec.body)
@@ -85,7 +85,7 @@ func TestTokenGuardsEverythingButProbesAndPage(t *testing.T) {
 			}
 		}
 	}
-	if st, _ := d.engine.SinkStatus("app"); st.State != bridge.SinkActive {
+	if st, _ := d.Engine.SinkStatus("app"); st.State != bridge.SinkActive {
 		t.Fatalf("an unauthorized pause took effect: %+v", st)
 	}
 	if status, body := d.call(t, "GET", "/metrics", token); status != 200 || !strings.Contains(body, "pollbridge_build_info") {
@@ -94,11 +94,11 @@ func TestTokenGuardsEverythingButProbesAndPage(t *testing.T) {
 	if status, _ := d.call(t, "POST", "/api/sinks/app/pause", token); status != 200 {
 		t.Errorf("pause with token: %d", status)
 	}
-	if st, _ := d.engine.SinkStatus("app"); st.State != bridge.SinkPaused {
+	if st, _ := d.Engine.SinkStatus("app"); st.State != bridge.SinkPaused {
 		t.Errorf("pause with token did not pause: %+v", st)
 	}
 	// No token configured: nothing asks for one.
-	srv := admin.New(admin.Options{Engine: d.engine})
+	srv := admin.New(admin.Options{Engine: d.Engine})
 	if rec := newRecorder(srv, "GET", "/api/sources", ""); rec.code != 200 {
 		t.Errorf("no token configured: %d %s", rec.code, rec.body)
 	}
@@ -109,7 +109,7 @@ func TestTokenGuardsEverythingButProbesAndPage(t *testing.T) {
 func TestBrowserAttacksAreRefused(t *testing.T) {
 	a, r := newAPI(t, "1"), newReceiver(t, http.StatusOK)
 	d := startDaemon(t, testConfig(a.URL, a.URL, r.URL), "")
-	srv := admin.New(admin.Options{Engine: d.engine})
+	srv := admin.New(admin.Options{Engine: d.Engine})
 
 	req := newRequest("GET", "/api/sources", "")
 	req.Host = "attacker.example:9090"
@@ -130,7 +130,7 @@ func TestBrowserAttacksAreRefused(t *testing.T) {
 	if rec := serve(srv, req); rec.code != http.StatusForbidden {
 		t.Errorf("cross-site POST: %d %s", rec.code, rec.body)
 	}
-	if st, _ := d.engine.SinkStatus("app"); st.State != bridge.SinkActive {
+	if st, _ := d.Engine.SinkStatus("app"); st.State != bridge.SinkActive {
 		t.Fatalf("a cross-site pause took effect: %+v", st)
 	}
 	req = newRequest("POST", "/api/sinks/app/pause", "")
@@ -304,9 +304,9 @@ func TestClient(t *testing.T) {
 		t.Fatalf("poll: %+v %v", res, err)
 	}
 	// 410 Gone disables the sink; resume it with a receiver that refuses.
-	eventually(t, "the sink disabled", func() bool { st, _ := d.engine.SinkStatus("app"); return st.State == bridge.SinkDisabled })
+	eventually(t, "the sink disabled", func() bool { st, _ := d.Engine.SinkStatus("app"); return st.State == bridge.SinkDisabled })
 	r.setStatus(http.StatusBadRequest)
-	if err := d.engine.ResumeSink("app"); err != nil {
+	if err := d.Engine.ResumeSink("app"); err != nil {
 		t.Fatal(err)
 	}
 	var dead []string
@@ -368,11 +368,11 @@ func TestBaseURL(t *testing.T) {
 func TestPprofBehindFlagAndToken(t *testing.T) {
 	a, r := newAPI(t, "1"), newReceiver(t, http.StatusOK)
 	d := startDaemon(t, testConfig(a.URL, a.URL, r.URL), "")
-	off := admin.New(admin.Options{Engine: d.engine})
+	off := admin.New(admin.Options{Engine: d.Engine})
 	if rec := newRecorder(off, "GET", "/debug/pprof/", ""); rec.code != http.StatusNotFound {
 		t.Errorf("pprof without the flag: %d, want 404", rec.code)
 	}
-	on := admin.New(admin.Options{Engine: d.engine, Pprof: true, Token: "s3cret"})
+	on := admin.New(admin.Options{Engine: d.Engine, Pprof: true, Token: "s3cret"})
 	if rec := newRecorder(on, "GET", "/debug/pprof/", ""); rec.code != http.StatusUnauthorized {
 		t.Errorf("pprof without the token: %d, want 401", rec.code)
 	}
