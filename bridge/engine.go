@@ -568,7 +568,19 @@ func startTicks(ctx context.Context, now time.Time, ts []*ticker) []func() {
 		return nil
 	}
 	e := ready[0].engine
-	started := e.store.StartPolls(ctx, e.replica, ready[0].interval, ticks)
+	started := func() []store.PollStart {
+		// A panicking backend (raised again for cron's Recover to log)
+		// must not leave the sources locked: no later tick would poll them.
+		defer func() {
+			if p := recover(); p != nil {
+				for _, t := range ready {
+					t.poller.running.Unlock()
+				}
+				panic(p)
+			}
+		}()
+		return e.store.StartPolls(ctx, e.replica, ready[0].interval, ticks)
+	}()
 	if len(started) != len(ready) { // a broken backend: poll nothing
 		err := fmt.Errorf("start polls: %d answers for %d ticks", len(started), len(ready))
 		started = make([]store.PollStart, len(ready))

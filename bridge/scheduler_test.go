@@ -351,3 +351,38 @@ sources:
 		tk.poller.running.Unlock()
 	}
 }
+
+// panickyStarts is a broken backend: its StartPolls panics.
+type panickyStarts struct{ store.Store }
+
+func (panickyStarts) StartPolls(context.Context, string, time.Duration, []store.PollTick) []store.PollStart {
+	panic("start polls exploded")
+}
+
+// A store whose StartPolls panics: the tick raises the panic (for cron's
+// Recover) and leaves every source free for its next tick.
+func TestTickGroupWithPanickingStartPollsFreesSources(t *testing.T) {
+	eng := newScheduleEngineWith(t, `
+sinks: [{name: app, type: stdout}]
+sources:
+  - {name: a, schedule: "@every 1m", url: "http://127.0.0.1:1/a", key: id}
+  - {name: b, schedule: "@every 1m", url: "http://127.0.0.1:1/b", key: id}
+`, map[string]Source{"a": &flakySource{}, "b": &flakySource{}},
+		func(bolt store.Store) store.Store { return panickyStarts{bolt} })
+	g := oneGroup(t, eng)
+	eng.replicas.Store(1)
+	func() {
+		defer func() {
+			if p := recover(); p != "start polls exploded" {
+				t.Errorf("the tick raised %v, want the store's panic", p)
+			}
+		}()
+		g.tick(t.Context())
+	}()
+	for _, tk := range g.tickers {
+		if !tk.poller.running.TryLock() {
+			t.Fatalf("%s is still locked after the tick", tk.poller.cfg.Name)
+		}
+		tk.poller.running.Unlock()
+	}
+}
