@@ -289,7 +289,7 @@ func (s *HTTP) fetch(ctx context.Context, meta map[string]string) (*bridge.Snaps
 	var pages []string
 	var first pageResult
 	var h hash.Hash          // of every page, made at the first 2xx
-	var seen map[string]bool // the URLs read, made at the first 2xx
+	var seen map[string]bool // the URLs read, when paginating
 	req := pageReq{url: s.url, body: s.body}
 	sent := ""
 	if s.pager != nil {
@@ -313,10 +313,9 @@ func (s *HTTP) fetch(ctx context.Context, meta map[string]string) (*bridge.Snaps
 		}
 		if n == 1 {
 			first = res
-			h, seen = sha256.New(), map[string]bool{}
+			h = sha256.New()
 			h.Write(s.salt)
 		}
-		seen[req.url.String()] = true
 		var lenBuf [8]byte
 		binary.BigEndian.PutUint64(lenBuf[:], uint64(len(res.body)))
 		h.Write(lenBuf[:])
@@ -337,6 +336,10 @@ func (s *HTTP) fetch(ctx context.Context, meta map[string]string) (*bridge.Snaps
 		if s.pager == nil {
 			break // its items are counted as they are extracted, in one pass
 		}
+		if seen == nil {
+			seen = map[string]bool{}
+		}
+		seen[req.url.String()] = true
 		count, last, err := pageItems(doc, s.itemsPath)
 		if err != nil {
 			return nil, fmt.Errorf("fetch page %d: %w", n, err)
