@@ -36,8 +36,9 @@
 //	Psources                  set     own       every source ever committed
 //	Prepair                   string  own       whose turn it is to repair (PX)
 //	P{src}:lease:<tick>       string  {src}     StartPolls: a tick's lease: owner,
-//	                                            expiring (PX); calls made together
-//	                                            share a pipeline
+//	                                            expiring (PX); on one server, one
+//	                                            script takes the ticks of calls
+//	                                            made together
 //	Preplicas                 zset    own       Replicas: member owner, score: alive
 //	                                            until (ms); expires with the last one
 //

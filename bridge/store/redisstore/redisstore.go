@@ -79,6 +79,9 @@ type Store struct {
 	skipSync atomic.Bool
 	// starts groups concurrent StartPolls calls into pipelines.
 	starts pollStarts
+	// tickKeys caches, per source name, the key names StartPolls sends for
+	// every tick (a *tickKeys).
+	tickKeys sync.Map
 }
 
 var _ store.Store = (*Store)(nil)

@@ -10,6 +10,8 @@ import (
 // The scripts below are the only writers of a source's keys. Each one
 // declares every key it touches in KEYS, and all KEYS of one call share one
 // hash slot: the source's ({source}) or, for the ready index, the sink's.
+// The one exception is startPolls on a single server, where one call takes
+// the ticks of many sources; in a Cluster it takes one tick per call.
 //
 // Delivery records are parsed in Lua (parse/build) as well as in Go
 // (decodeRecord); the two must agree with the layout in doc.go.
@@ -438,16 +440,36 @@ if ARGV[3] == '' then redis.call('ZREM', KEYS[1], ARGV[1]) else redis.call('ZADD
 return 1
 `
 
-// startPollLua takes or extends a tick's lease and, when it holds it,
-// reads the source's generation and meta. KEYS: lease, head, meta. ARGV:
-// owner, ttl (ms). It returns {0} when another owner holds the lease, else
-// {1, generation or false, meta as a flat field/value list}.
-const startPollLua = `
-if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {0} end
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+// startPollsLua takes or extends the leases of one or more ticks and, for
+// each one it holds, reads the source's generation and meta. KEYS: per tick,
+// lease, head and meta. ARGV: owner, ttl (ms). It returns one string, read
+// by parseStarts: per tick, '0' when another owner holds the lease, else
+// '1', the number of meta fields, ':', then the generation (” for none) and
+// each meta field and value as <length>:<bytes>. One string, not nested
+// lists: go-redis makes one Go value of it instead of one per field.
+const startPollsLua = `
+local owner, ttl, out, n = ARGV[1], ARGV[2], {}, 0
+for i = 1, #KEYS, 3 do
+  local held = redis.call('SET', KEYS[i], owner, 'NX', 'PX', ttl)
+  if not held and redis.call('GET', KEYS[i]) == owner then
+    redis.call('PEXPIRE', KEYS[i], ttl)
+    held = true
+  end
+  if held then
+    local gen = redis.call('HGET', KEYS[i + 1], 'gen') or ''
+    local meta = redis.call('HGETALL', KEYS[i + 2])
+    out[n + 1] = '1' .. (#meta / 2) .. ':' .. #gen .. ':' .. gen
+    n = n + 1
+    for j = 1, #meta do
+      out[n + 1] = #meta[j] .. ':' .. meta[j]
+      n = n + 1
+    end
+  else
+    out[n + 1] = '0'
+    n = n + 1
+  end
 end
-return {1, redis.call('HGET', KEYS[2], 'gen'), redis.call('HGETALL', KEYS[3])}
+return table.concat(out)
 `
 
 // unleaseLua drops a lease if owner holds it. KEYS: lease. ARGV: owner.
@@ -458,7 +480,7 @@ return 0
 
 // scripts holds the Store's compiled scripts.
 type scripts struct {
-	commit, claim, settleMany, replay, peek, stats, live, dead, sync, unlease, startPoll *redis.Script
+	commit, claim, settleMany, replay, peek, stats, live, dead, sync, unlease, startPolls *redis.Script
 }
 
 func newScripts() *scripts {
@@ -473,7 +495,7 @@ func newScripts() *scripts {
 		sync:    redis.NewScript(syncLua),
 		unlease: redis.NewScript(unleaseLua),
 
-		startPoll:  redis.NewScript(startPollLua),
+		startPolls: redis.NewScript(startPollsLua),
 		settleMany: redis.NewScript(settleManyLua),
 	}
 }
@@ -481,7 +503,7 @@ func newScripts() *scripts {
 // load loads every script on every node (after a restart or failover the
 // script cache is empty).
 func (sc *scripts) load(ctx context.Context, c redis.Scripter) error {
-	for _, s := range []*redis.Script{sc.commit, sc.claim, sc.replay, sc.peek, sc.stats, sc.live, sc.dead, sc.sync, sc.unlease, sc.startPoll, sc.settleMany} {
+	for _, s := range []*redis.Script{sc.commit, sc.claim, sc.replay, sc.peek, sc.stats, sc.live, sc.dead, sc.sync, sc.unlease, sc.startPolls, sc.settleMany} {
 		if err := s.Load(ctx, c).Err(); err != nil {
 			return fmt.Errorf("load scripts: %w", err)
 		}

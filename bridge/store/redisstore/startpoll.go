@@ -31,40 +31,68 @@ type pollStarts struct {
 
 // startCall is one queued StartPolls call.
 type startCall struct {
-	reqs []*pollStart
-	sent bool          // taken into a batch (under pollStarts.mu)
-	done chan struct{} // closed when every request's res and err are set
+	owner string
+	ttl   int64 // ms
+	reqs  []*pollStart
+	sent  bool          // taken into a batch (under pollStarts.mu)
+	done  chan struct{} // closed when every request's res and err are set
 }
 
-// pollStart is the script call of one tick.
+// tickKeys are the names of a source's keys that StartPolls sends with
+// every tick, made once.
+type tickKeys struct {
+	lease      string // the start of a lease key; the tick ends it
+	head, meta any    // boxed once: go-redis takes arguments as []any
+}
+
+// tickKeysOf returns the cached tickKeys of source.
+func (s *Store) tickKeysOf(source string) *tickKeys {
+	if k, ok := s.tickKeys.Load(source); ok {
+		return k.(*tickKeys)
+	}
+	k, _ := s.tickKeys.LoadOrStore(source, &tickKeys{
+		lease: s.srcKey(source, "lease:"),
+		head:  s.headKey(source),
+		meta:  s.metaKey(source),
+	})
+	return k.(*tickKeys)
+}
+
+// pollStart is one tick of a StartPolls call: its keys, then its answer.
 type pollStart struct {
-	keys []string
-	args []any
-	res  []any
+	keys [3]any // lease, head, meta
+	held bool
+	st   store.State
 	err  error
 }
 
-// StartPolls implements store.Store with one script per tick, on the
-// source's slot: the tick's lease (a key of the source, so Cluster keeps it
-// beside the state) and, when held, the generation and meta. The scripts of
-// a call, and of the calls made meanwhile, share one pipeline (see
-// pollStarts).
+// startsPerScript is how many ticks one startPolls script takes at most,
+// so that one script never holds Redis for long.
+const startsPerScript = 128
+
+// StartPolls implements store.Store with the startPolls script: each tick's
+// lease (a key of the source, so Cluster keeps it beside the state) and,
+// when held, the generation and meta. On one Redis server, one script takes
+// up to startsPerScript ticks; in a Cluster, where a script's keys must
+// share a slot, each tick has its own. The scripts of a call, and of the
+// calls made meanwhile, share one pipeline (see pollStarts).
 func (s *Store) StartPolls(ctx context.Context, owner string, ttl time.Duration, ticks []store.PollTick) []store.PollStart {
 	out := make([]store.PollStart, len(ticks))
 	fail := func(i int, err error) {
 		out[i] = store.PollStart{Err: fmt.Errorf("start poll %s: %w", ticks[i].Source, err)}
 	}
-	call := &startCall{done: make(chan struct{})}
+	call := &startCall{owner: owner, ttl: (ttl + time.Millisecond - 1).Milliseconds(), done: make(chan struct{})}
+	reqs := make([]pollStart, len(ticks))
 	for i, t := range ticks {
 		switch {
 		case t.Source == "" || t.Tick == "" || owner == "" || ttl <= 0:
 			fail(i, errors.New("source, tick, owner and a positive ttl are required"))
 			call.reqs = append(call.reqs, nil)
 		default:
-			call.reqs = append(call.reqs, &pollStart{
-				keys: []string{s.srcKey(t.Source, "lease:"+t.Tick), s.headKey(t.Source), s.metaKey(t.Source)},
-				args: []any{owner, (ttl + time.Millisecond - 1).Milliseconds()},
-			})
+			r := &reqs[i]
+			k := s.tickKeysOf(t.Source)
+			r.keys = [3]any{k.lease + t.Tick, k.head, k.meta}
+			call.reqs = append(call.reqs, r)
 		}
 	}
 	if err := s.runCall(ctx, call); err != nil {
@@ -81,12 +109,7 @@ func (s *Store) StartPolls(ctx context.Context, owner string, ttl time.Duration,
 		case r.err != nil:
 			fail(i, r.err)
 		default:
-			st, held, err := parseStart(r.res)
-			if err != nil {
-				fail(i, err)
-				continue
-			}
-			out[i] = store.PollStart{State: st, Held: held}
+			out[i] = store.PollStart{State: r.st, Held: r.held}
 		}
 	}
 	return out
@@ -152,59 +175,149 @@ func (s *Store) runCall(ctx context.Context, call *startCall) error {
 	return nil
 }
 
-// runStarts runs the startPoll script of every request of batch, in one
-// pipeline (one plain call when there is one), and sets their results.
+// runStarts runs the startPolls scripts of every request of batch, in one
+// pipeline, and sets their results.
+// Calls with another owner or TTL (other Stores' callers never share a
+// batch, so only tests make them) go in scripts of their own.
 func (s *Store) runStarts(ctx context.Context, batch []*startCall) {
-	var reqs []*pollStart
-	for _, c := range batch {
-		for _, r := range c.reqs {
-			if r != nil {
-				reqs = append(reqs, r)
-			}
-		}
-	}
 	defer func() {
 		for _, c := range batch {
 			close(c.done)
 		}
 	}()
-	if len(reqs) == 1 {
-		r := reqs[0]
-		r.res, r.err = s.sc.startPoll.Run(ctx, s.rdb, r.keys, r.args...).Slice()
-		return
+	per := startsPerScript
+	if _, cluster := s.rdb.(*redis.ClusterClient); cluster {
+		per = 1
 	}
-	cmds := make([]*redis.Cmd, len(reqs))
+	// scripts: the requests of each script call, in order.
+	type script struct {
+		owner string
+		ttl   int64
+		reqs  []*pollStart
+	}
+	var scripts []script
+	for _, c := range batch {
+		for _, r := range c.reqs {
+			if r == nil {
+				continue
+			}
+			if n := len(scripts); n == 0 || len(scripts[n-1].reqs) == per ||
+				scripts[n-1].owner != c.owner || scripts[n-1].ttl != c.ttl {
+				scripts = append(scripts, script{owner: c.owner, ttl: c.ttl})
+			}
+			sc := &scripts[len(scripts)-1]
+			sc.reqs = append(sc.reqs, r)
+		}
+	}
+	// The commands are built by hand, not with Script.EvalSha, which would
+	// box every key anew. pipeScripts loads the script if Redis lacks it.
+	cmds := make([]*redis.Cmd, len(scripts))
 	_, _ = s.pipeScripts(ctx, func(p redis.Pipeliner) {
-		for i, r := range reqs {
-			cmds[i] = s.sc.startPoll.EvalSha(ctx, p, r.keys, r.args...)
+		for i, sc := range scripts {
+			args := make([]any, 0, 5+3*len(sc.reqs))
+			args = append(args, "evalsha", s.sc.startPolls.Hash(), 3*len(sc.reqs))
+			for _, r := range sc.reqs {
+				args = append(args, r.keys[:]...)
+			}
+			cmds[i] = redis.NewCmd(ctx, append(args, sc.owner, sc.ttl)...)
+			_ = p.Process(ctx, cmds[i])
 		}
 	})
-	for i, r := range reqs {
-		r.res, r.err = cmds[i].Slice() // a failed pipeline left its error in each
+	for i, sc := range scripts {
+		reply, err := cmds[i].Text() // a failed pipeline left its error in each
+		if err == nil {
+			err = parseStarts(reply, sc.reqs)
+		}
+		if err != nil {
+			for _, r := range sc.reqs {
+				r.err = err
+			}
+		}
 	}
 }
 
-// parseStart reads the startPoll script's reply: {0} when another owner
-// holds the lease, {1, generation, meta as a flat list} when the caller does.
-func parseStart(res []any) (store.State, bool, error) {
-	if len(res) == 0 || res[0] != int64(1) {
-		return store.State{}, false, nil
-	}
-	if len(res) != 3 {
-		return store.State{}, false, fmt.Errorf("unexpected reply of %d values", len(res))
-	}
-	st := store.State{Items: map[string]store.Item{}, Meta: map[string]string{}}
-	if g, ok := res[1].(string); ok {
-		var err error
-		if st.Generation, err = strconv.ParseUint(g, 10, 64); err != nil {
-			return store.State{}, false, fmt.Errorf("bad generation %q", g)
+// parseStarts reads the startPolls script's reply (see startPollsLua) into
+// reqs, the ticks it was asked for, in order. The meta strings share the
+// reply's memory.
+func parseStarts(reply string, reqs []*pollStart) error {
+	r := startReply{s: reply}
+	for _, req := range reqs {
+		switch r.byte() {
+		case '0':
+			req.held = false
+		case '1':
+			fields := r.num()
+			if fields > len(r.s) {
+				r.bad = true
+				break
+			}
+			gen := r.field()
+			var g uint64
+			if gen != "" {
+				var err error
+				if g, err = strconv.ParseUint(gen, 10, 64); err != nil {
+					return fmt.Errorf("bad generation %q", gen)
+				}
+			}
+			req.held = true
+			req.st = store.State{Generation: g, Items: map[string]store.Item{}, Meta: make(map[string]string, fields)}
+			for i := 0; i < fields && !r.bad; i++ {
+				k := r.field()
+				req.st.Meta[k] = r.field()
+			}
+		default:
+			r.bad = true
+		}
+		if r.bad {
+			return fmt.Errorf("unexpected reply %.40q", reply)
 		}
 	}
-	flat, _ := res[2].([]any)
-	for i := 0; i+1 < len(flat); i += 2 {
-		k, _ := flat[i].(string)
-		v, _ := flat[i+1].(string)
-		st.Meta[k] = v
+	if r.s != "" {
+		return fmt.Errorf("unexpected reply %.40q: %d bytes left", reply, len(r.s))
 	}
-	return st, true, nil
+	return nil
+}
+
+// startReply reads the startPolls script's reply; bad is set, and reading
+// goes on harmlessly, once it does not fit.
+type startReply struct {
+	s   string
+	bad bool
+}
+
+// byte reads one byte.
+func (r *startReply) byte() byte {
+	if r.s == "" {
+		r.bad = true
+		return 0
+	}
+	b := r.s[0]
+	r.s = r.s[1:]
+	return b
+}
+
+// num reads a decimal number and the ':' after it.
+func (r *startReply) num() int {
+	n, i := 0, 0
+	for ; i < len(r.s) && r.s[i] >= '0' && r.s[i] <= '9' && n < 1<<30; i++ {
+		n = n*10 + int(r.s[i]-'0')
+	}
+	if i == 0 || i == len(r.s) || r.s[i] != ':' {
+		r.bad = true
+		return 0
+	}
+	r.s = r.s[i+1:]
+	return n
+}
+
+// field reads a <length>:<bytes> field.
+func (r *startReply) field() string {
+	n := r.num()
+	if r.bad || n > len(r.s) {
+		r.bad = true
+		return ""
+	}
+	f := r.s[:n]
+	r.s = r.s[n:]
+	return f
 }

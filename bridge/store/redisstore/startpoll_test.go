@@ -3,6 +3,7 @@ package redisstore
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -89,5 +90,59 @@ func TestStartPollCallsDoNotWaitForOthers(t *testing.T) {
 	}
 	if n, trips := calls.Load(), hook.trips.Load(); trips*2 > n {
 		t.Errorf("%d calls took %d round trips, want them grouped", n, trips)
+	}
+}
+
+// parseStarts reads what startPollsLua writes, and refuses a reply that
+// does not fit the ticks asked for instead of reading past it.
+func TestParseStarts(t *testing.T) {
+	type want struct {
+		held bool
+		gen  uint64
+		meta map[string]string
+	}
+	for _, tc := range []struct {
+		name  string
+		reply string
+		ticks int    // asked for
+		want  []want // nil: an error
+	}{
+		{"not held", "0", 1, []want{{}}},
+		{"held, never committed", "10:0:", 1, []want{{held: true, meta: map[string]string{}}}},
+		{"held with meta", "12:1:74:etag3:1:25:k:v:w0:", 1,
+			[]want{{held: true, gen: 7, meta: map[string]string{"etag": "1:2", "k:v:w": ""}}}},
+		{"three ticks", "011:3:1234:etag0:0", 3, []want{{}, {held: true, gen: 123, meta: map[string]string{"etag": ""}}, {}}},
+		{"empty", "", 1, nil},
+		{"fewer ticks than asked", "0", 2, nil},
+		{"more than asked", "00", 1, nil},
+		{"unknown flag", "2", 1, nil},
+		{"no count", "1:0:", 1, nil},
+		{"field past the end", "11:0:4:etag9:short", 1, nil},
+		{"missing value", "11:0:4:etag", 1, nil},
+		{"bad generation", "10:2:x1", 1, nil},
+		{"huge count", "1999999999999:0:", 1, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			reqs := make([]*pollStart, tc.ticks)
+			for i := range reqs {
+				reqs[i] = &pollStart{}
+			}
+			err := parseStarts(tc.reply, reqs)
+			if tc.want == nil {
+				if err == nil {
+					t.Fatalf("parseStarts(%q) succeeded, want an error", tc.reply)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("parseStarts(%q): %v", tc.reply, err)
+			}
+			for i, w := range tc.want {
+				r := reqs[i]
+				if r.held != w.held || r.st.Generation != w.gen || (w.held && (!maps.Equal(r.st.Meta, w.meta) || r.st.Items == nil)) {
+					t.Errorf("tick %d = held %v, state %+v; want %+v", i, r.held, r.st, w)
+				}
+			}
+		})
 	}
 }

@@ -3,6 +3,8 @@ package storetest
 import (
 	"context"
 	"fmt"
+	"maps"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -133,6 +135,58 @@ func testStartPolls(t *testing.T, s store.Store) {
 	}
 	if got := s.StartPolls(ctx, "me", time.Minute, nil); len(got) != 0 {
 		t.Errorf("StartPolls of no ticks = %v", got)
+	}
+}
+
+// testStartPollsManySources: one StartPolls call of more ticks than a
+// backend may put in one request answers every one in order, with its own
+// source's generation and meta, whatever bytes the meta holds; every
+// seventh tick is held by another owner.
+func testStartPollsManySources(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	const sources = 300
+	meta := func(i int) map[string]string {
+		return map[string]string{
+			"etag":  fmt.Sprintf(`W/"%d:1:%d"`, i, i), // digits and ':' as in a length prefix
+			"empty": "",
+			"bytes": string([]byte{0, byte(i), ':', '\n', 0xff}),
+			"long":  strings.Repeat(fmt.Sprint(i), 100),
+		}
+	}
+	ticks := make([]store.PollTick, sources)
+	for i := range sources {
+		src := fmt.Sprint("many", i)
+		if err := s.Commit(ctx, store.Commit{Source: src, Generation: 0, Meta: meta(i)}); err != nil {
+			t.Fatal(err)
+		}
+		if i%2 == 1 { // generation 2
+			if err := s.Commit(ctx, store.Commit{Source: src, Generation: 1, Meta: meta(i)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if i%7 == 3 {
+			if _, held, err := StartPoll(ctx, s, src, "5000", "other", time.Minute); err != nil || !held {
+				t.Fatalf("StartPoll(%s) by other = held %v, %v", src, held, err)
+			}
+		}
+		ticks[i] = store.PollTick{Source: src, Tick: "5000"}
+	}
+	got := s.StartPolls(ctx, "me", time.Minute, ticks)
+	if len(got) != sources {
+		t.Fatalf("StartPolls of %d ticks = %d answers", sources, len(got))
+	}
+	for i, r := range got {
+		if r.Err != nil || r.Held != (i%7 != 3) {
+			t.Errorf("answer %d: held %v, err %v; want held %v", i, r.Held, r.Err, i%7 != 3)
+			continue
+		}
+		if !r.Held {
+			continue
+		}
+		if want := uint64(1 + i%2); r.State.Generation != want || !maps.Equal(r.State.Meta, meta(i)) || r.State.Items == nil {
+			t.Errorf("answer %d: generation %d, meta %q, items %v; want generation %d, meta %q, empty items",
+				i, r.State.Generation, r.State.Meta, r.State.Items, want, meta(i))
+		}
 	}
 }
 

@@ -91,6 +91,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"LoadMetaSeesEveryCommit", testLoadMetaFresh},
 		{"StartPollConcurrentCallsEachAnswered", testStartPollConcurrent},
 		{"StartPollsAnswersEachTickInOrder", testStartPolls},
+		{"StartPollsOfManySources", testStartPollsManySources},
 		{"ReplicasCountLiveOwners", testReplicas},
 	}
 	for _, tc := range tests {
