@@ -282,7 +282,7 @@ func (s *HTTP) Fetch(ctx context.Context, meta map[string]string) (*bridge.Snaps
 }
 
 func (s *HTTP) fetch(ctx context.Context, meta map[string]string) (*bridge.Snapshot, error) {
-	ctx, cancel := context.WithTimeoutCause(ctx, s.timeout, errFetchTimeout)
+	ctx, cancel := s.reg.deadlines.within(ctx, s.timeout, time.Now())
 	defer cancel()
 
 	var reqs []bridge.RequestInfo

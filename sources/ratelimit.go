@@ -28,6 +28,9 @@ type Registry struct {
 	log    *slog.Logger
 	client *http.Client // shared by sources built without a client of their own
 	bufs   sync.Pool    // *bytes.Buffer for response bodies, reused by every source
+	// deadlines ends fetches after their timeout, sharing one context
+	// among fetches that begin together.
+	deadlines deadlines
 }
 
 // maxIdleConnsPerHost is how many idle keep-alive connections the sources
