@@ -15,16 +15,20 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/pollbridge/pollbridge/bridge"
 	"github.com/pollbridge/pollbridge/bridge/config"
 )
 
 func TestRequestShape(t *testing.T) {
 	var got struct {
 		method, query, body, ctype, custom string
+		length                             int64    // Content-Length
+		chunked                            []string // Transfer-Encoding
 	}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
 		got.method, got.query, got.body = r.Method, r.URL.RawQuery, string(b)
+		got.length, got.chunked = r.ContentLength, r.TransferEncoding
 		got.ctype, got.custom = r.Header.Get("Content-Type"), r.Header.Get("X-Custom")
 		io.WriteString(w, `{"hits":[{"id":1}]}`)
 	}))
@@ -56,6 +60,9 @@ func TestRequestShape(t *testing.T) {
 			}
 			if got.method != tt.method || got.query != tt.query || got.body != tt.body || got.ctype != tt.ctype {
 				t.Errorf("got %+v, want %s %q %q %q", got, tt.method, tt.query, tt.body, tt.ctype)
+			}
+			if got.length != int64(len(tt.body)) || got.chunked != nil {
+				t.Errorf("Content-Length %d, Transfer-Encoding %q; want %d and none", got.length, got.chunked, len(tt.body))
 			}
 			if keys(snap) != "1" {
 				t.Errorf("keys %q", keys(snap))
@@ -170,14 +177,17 @@ func TestRequestInfoHidesSecrets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	snap, err := s.Fetch(context.Background(), map[string]string{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	want := []string{srv.URL + "/v1/items?state=REDACTED&token=REDACTED", srv.URL + "/v1/items?page=2&token=REDACTED"}
-	for i, r := range snap.Requests {
-		if r.URL != want[i] || r.Method != "GET" || r.Status != 200 || r.Items != 1 || r.Bytes == 0 || r.Duration <= 0 {
-			t.Errorf("request %d = %+v, want URL %s", i, r, want[i])
+	var snap *bridge.Snapshot
+	for round := range 3 { // the shown URL is remembered: each page still shows its own
+		snap, err = s.Fetch(context.Background(), map[string]string{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, r := range snap.Requests {
+			if r.URL != want[i] || r.Method != "GET" || r.Status != 200 || r.Items != 1 || r.Bytes == 0 || r.Duration <= 0 {
+				t.Errorf("fetch %d, request %d = %+v, want URL %s", round, i, r, want[i])
+			}
 		}
 	}
 	lines := Describe(snap.Requests)
