@@ -71,7 +71,7 @@ type Store struct {
 	// Leases live in memory: bbolt's file lock admits one process, so
 	// they only ever coordinate goroutines of this one.
 	leaseMu sync.Mutex
-	leases  map[string]lease
+	leases  map[pollTick]lease
 	swept   time.Time // when expired leases were last dropped
 	// replicas: owner → alive until (see Replicas)
 	replicas map[string]time.Time
@@ -80,6 +80,9 @@ type Store struct {
 }
 
 // lease is one held lease.
+// pollTick names a lease: one tick of one source.
+type pollTick struct{ source, tick string }
+
 type lease struct {
 	owner string
 	until time.Time
@@ -115,7 +118,7 @@ func Open(path string, opts Options) (*Store, error) {
 	// long enough to gather the polls of one scheduler batch, short
 	// enough not to matter to a lone commit.
 	db.MaxBatchDelay = 2 * time.Millisecond
-	s := &Store{db: db, path: path, leases: map[string]lease{}, replicas: map[string]time.Time{}, meta: newMetaCache()}
+	s := &Store{db: db, path: path, leases: map[pollTick]lease{}, replicas: map[string]time.Time{}, meta: newMetaCache()}
 	if opts.ReadOnly {
 		err = db.View(checkSchema)
 	} else {
@@ -128,62 +131,62 @@ func Open(path string, opts Options) (*Store, error) {
 	return s, nil
 }
 
-// leaseSweep is how often tryLease drops expired leases: each lease is one
+// leaseSweep is how often takeLease drops expired leases: each lease is one
 // tick of one source, so sweeping at every call would cost O(sources).
 const leaseSweep = time.Second
 
-// tryLease takes the lease called name for owner until ttl has passed,
-// unless another owner holds it; an owner that holds it extends it. It
-// reports whether owner holds the lease now. Leases are kept in memory (see
-// Store).
-func (s *Store) tryLease(ctx context.Context, name, owner string, ttl time.Duration) (bool, error) {
-	if err := ctx.Err(); err != nil {
-		return false, err
-	}
-	if name == "" || owner == "" || ttl <= 0 {
-		return false, errors.New("try lease: name, owner and a positive ttl are required")
-	}
-	s.leaseMu.Lock()
-	defer s.leaseMu.Unlock()
-	now := time.Now()
-	if l, ok := s.leases[name]; ok && l.owner != owner && now.Before(l.until) {
-		return false, nil
+// takeLease takes the lease of tick for owner until ttl after now, unless
+// another owner holds it; an owner that holds it extends it. It reports
+// whether owner holds the lease now. Leases are kept in memory (see
+// Store); the caller holds leaseMu.
+func (s *Store) takeLease(tick pollTick, owner string, ttl time.Duration, now time.Time) bool {
+	if l, ok := s.leases[tick]; ok && l.owner != owner && now.Before(l.until) {
+		return false
 	}
 	if now.After(s.swept.Add(leaseSweep)) { // drop expired leases so the map stays small
-		for n, l := range s.leases {
+		for t, l := range s.leases {
 			if !now.Before(l.until) {
-				delete(s.leases, n)
+				delete(s.leases, t)
 			}
 		}
 		s.swept = now
 	}
-	s.leases[name] = lease{owner: owner, until: now.Add(ttl)}
-	return true, nil
+	s.leases[tick] = lease{owner: owner, until: now.Add(ttl)}
+	return true
 }
 
 // StartPolls implements store.Store: per tick, an in-memory lease named
 // after the source and the tick, then LoadMeta (from its cache).
 func (s *Store) StartPolls(ctx context.Context, owner string, ttl time.Duration, ticks []store.PollTick) []store.PollStart {
 	out := make([]store.PollStart, len(ticks))
+	if err := ctx.Err(); err != nil {
+		for i, t := range ticks {
+			out[i].Err = fmt.Errorf("start poll %s: %w", t.Source, err)
+		}
+		return out
+	}
+	held := make([]bool, len(ticks))
+	s.leaseMu.Lock()
+	now := time.Now()
 	for i, t := range ticks {
-		r := &out[i]
-		if t.Source == "" || t.Tick == "" {
-			r.Err = errors.New("start poll: source and tick are required")
+		switch {
+		case t.Source == "" || t.Tick == "" || owner == "" || ttl <= 0:
+			out[i].Err = errors.New("start poll: source, tick, owner and a positive ttl are required")
+		default:
+			held[i] = s.takeLease(pollTick{t.Source, t.Tick}, owner, ttl, now)
+		}
+	}
+	s.leaseMu.Unlock()
+	for i, t := range ticks {
+		if !held[i] {
 			continue
 		}
-		held, err := s.tryLease(ctx, "poll:"+t.Source+":"+t.Tick, owner, ttl)
+		st, err := s.LoadMeta(ctx, t.Source)
 		if err != nil {
-			r.Err = fmt.Errorf("start poll %s: %w", t.Source, err)
+			out[i].Err = fmt.Errorf("start poll %s: %w", t.Source, err)
 			continue
 		}
-		if !held {
-			continue
-		}
-		if r.State, err = s.LoadMeta(ctx, t.Source); err != nil {
-			r.State, r.Err = store.State{}, fmt.Errorf("start poll %s: %w", t.Source, err)
-			continue
-		}
-		r.Held = true
+		out[i].State, out[i].Held = st, true
 	}
 	return out
 }
