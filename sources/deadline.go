@@ -4,6 +4,7 @@ import (
 	"context"
 	"reflect"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -24,8 +25,9 @@ const maxDeadlineSlack = 10 * time.Millisecond
 // never after it. A shared context is never cancelled early; it ends at
 // its deadline (its timer frees it) or with its parent.
 type deadlines struct {
+	last   atomic.Pointer[sharedDeadline] // the last one handed out: most fetches take it
 	mu     sync.Mutex
-	shared map[deadlineKey]sharedDeadline
+	shared map[deadlineKey]*sharedDeadline
 }
 
 type deadlineKey struct {
@@ -34,9 +36,15 @@ type deadlineKey struct {
 }
 
 type sharedDeadline struct {
+	key    deadlineKey
 	ctx    context.Context
 	at     time.Time // ctx's deadline
 	cancel context.CancelFunc
+}
+
+// serves reports whether d may end a fetch that wants to end at want.
+func (d *sharedDeadline) serves(want time.Time) bool {
+	return !d.at.After(want) && want.Sub(d.at) <= slack(d.key.timeout)
 }
 
 // slack is how much earlier than timeout a shared deadline may end.
@@ -54,13 +62,17 @@ func (d *deadlines) within(parent context.Context, timeout time.Duration, now ti
 		return context.WithDeadlineCause(parent, want, errFetchTimeout)
 	}
 	key := deadlineKey{parent, timeout}
+	if sd := d.last.Load(); sd != nil && sd.key == key && sd.serves(want) {
+		return sd.ctx, func() {}
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if sd, ok := d.shared[key]; ok && !sd.at.After(want) && want.Sub(sd.at) <= slack(timeout) {
+	if sd, ok := d.shared[key]; ok && sd.serves(want) {
+		d.last.Store(sd)
 		return sd.ctx, func() {}
 	}
 	if d.shared == nil {
-		d.shared = map[deadlineKey]sharedDeadline{}
+		d.shared = map[deadlineKey]*sharedDeadline{}
 	}
 	for k, sd := range d.shared {
 		if sd.at.Before(now) || sd.ctx.Err() != nil { // ended: forget it
@@ -71,6 +83,8 @@ func (d *deadlines) within(parent context.Context, timeout time.Duration, now ti
 	// An entry replaced here may still serve fetches: its timer, not a
 	// cancel, ends it.
 	ctx, cancel := context.WithDeadlineCause(parent, want, errFetchTimeout)
-	d.shared[key] = sharedDeadline{ctx: ctx, at: want, cancel: cancel}
+	sd := &sharedDeadline{key: key, ctx: ctx, at: want, cancel: cancel}
+	d.shared[key] = sd
+	d.last.Store(sd)
 	return ctx, func() {}
 }

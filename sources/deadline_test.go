@@ -100,3 +100,17 @@ func TestDeadlinesEnd(t *testing.T) {
 		t.Errorf("%d shared deadlines kept, want 1 (the new one)", len(d.shared))
 	}
 }
+
+// Sources with different timeouts polled together take turns: each fetch
+// still finds the context of its own timeout.
+func TestDeadlinesInterleaved(t *testing.T) {
+	var d deadlines
+	now := time.Now()
+	a1, _ := d.within(context.Background(), 10*time.Second, now)
+	b1, _ := d.within(context.Background(), 5*time.Second, now)
+	a2, _ := d.within(context.Background(), 10*time.Second, now.Add(time.Millisecond))
+	b2, _ := d.within(context.Background(), 5*time.Second, now.Add(2*time.Millisecond))
+	if a1 != a2 || b1 != b2 || a1 == b1 {
+		t.Errorf("a1==a2 %v, b1==b2 %v, a1==b1 %v; want true, true, false", a1 == a2, b1 == b2, a1 == b1)
+	}
+}
