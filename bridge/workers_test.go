@@ -80,3 +80,52 @@ func waitOrFail(t *testing.T, wait func(), what string) {
 		t.Fatalf("timed out waiting for %s", what)
 	}
 }
+
+// deepStack uses about n KiB of stack.
+//
+//go:noinline
+func deepStack(n int) byte {
+	var b [1024]byte
+	b[n%len(b)] = byte(n)
+	if n <= 0 {
+		return b[0]
+	}
+	return deepStack(n-1) + b[n%len(b)]
+}
+
+// Idle workers keep the stacks their tasks grew: a garbage collection does
+// not halve them (the next task would grow them again, copying).
+func TestIdleWorkersKeepTheirStacks(t *testing.T) {
+	for range 5 { // the idle goroutines of earlier tests shrink now, not below
+		runtime.GC()
+	}
+	w := newWorkers()
+	defer w.stop()
+	const n = 64
+	var started, done sync.WaitGroup
+	started.Add(n)
+	done.Add(n)
+	release := make(chan struct{})
+	for range n { // each on its own worker: they all wait for release
+		w.Go(func() {
+			defer done.Done()
+			deepStack(20) // grows the worker's stack to 32 KiB or more
+			started.Done()
+			<-release
+		})
+	}
+	started.Wait()
+	close(release)
+	done.Wait()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for range 3 {
+		runtime.GC()
+	}
+	runtime.ReadMemStats(&after)
+	// Halving 64 stacks of 32 KiB would free 1 MiB.
+	if freed := int64(before.StackInuse) - int64(after.StackInuse); freed > 256<<10 {
+		t.Errorf("garbage collection freed %d KiB of stack (in use %d → %d KiB): idle workers' stacks were shrunk",
+			freed>>10, before.StackInuse>>10, after.StackInuse>>10)
+	}
+}
