@@ -58,3 +58,16 @@ func BenchmarkExtractFingerprint(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/100, "ns/item")
 }
+
+// BenchmarkCheckJSON measures the checks a changed page passes before its
+// items are extracted (UTF-8, nesting and duplicate keys, the grammar).
+func BenchmarkCheckJSON(b *testing.B) {
+	body := benchPage(100)
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := checkJSON(body); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
