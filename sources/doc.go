@@ -2,9 +2,12 @@
 //
 // A source turns one configured endpoint into a complete bridge.Snapshot:
 //
-//	NewRegistry(cfg) → Registry (per-host rate limiters, shared)
+//	NewRegistry(cfg) → Registry (per-host rate limiters, client, body
+//	  buffers, fetch deadlines: shared)
 //	Registry.New(config.Source) → HTTP (TLS, auth, paginator, source limiter)
-//	HTTP.Fetch, for each page (at most max_pages):
+//	HTTP.Fetch: one deadline (timeout) for the whole fetch, shared with
+//	  fetches that start together (deadline.go); for each page (at most
+//	  max_pages):
 //	  rate limits (source, host) → request (method, query, body, headers,
 //	  credentials; validators on the first page) → 401: new OAuth2 token,
 //	  once → 429/503 + Retry-After: wait if it fits the timeout, once →

@@ -19,10 +19,11 @@ import (
 )
 
 // Registry builds the sources of one configuration and holds what they
-// share: the per-host rate limiters of the top-level hosts list, and the
-// logger for construction warnings. Build every source of a process with
-// one Registry, so that sources calling the same host share its limit. A
-// Registry is safe for concurrent use.
+// share: the per-host rate limiters of the top-level hosts list, the
+// logger for construction warnings, the HTTP client, the pool of body
+// buffers and the fetch deadlines (deadline.go). Build every source of a
+// process with one Registry, so that sources calling the same host share
+// its limit and its connections. A Registry is safe for concurrent use.
 type Registry struct {
 	hosts  map[string]*rate.Limiter // "host" or "host:port", lower case
 	log    *slog.Logger
