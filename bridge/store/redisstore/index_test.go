@@ -26,55 +26,50 @@ func testDelivery(id, sink, source string) store.Delivery {
 // skipped, as if the replica died between the two steps: the delivery is
 // not claimable until the repair pass, which comes within RepairInterval.
 func TestRepairFindsStrandedDelivery(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		url  func(t testing.TB) string
-	}{{"single", localURL}, {"cluster", clusterURL}} {
-		t.Run(tc.name, func(t *testing.T) {
-			const every = 400 * time.Millisecond
-			s := openStore(t, tc.url(t), Options{RepairInterval: every})
-			ctx := t.Context()
-			if ds, err := s.Claim(ctx, "hook", time.Now(), 10, time.Minute); err != nil || len(ds) != 0 {
-				t.Fatalf("first Claim (runs the first repair) = %v, %v", ds, err)
-			}
-			s.skipSync.Store(true)
-			err := s.Commit(ctx, store.Commit{Source: "orders", Generation: 0,
-				Deliveries: []store.Delivery{testDelivery("d1", "hook", "orders")}})
-			s.skipSync.Store(false)
+	onSingleAndCluster(t, func(t *testing.T, url string) {
+		const every = 400 * time.Millisecond
+		s := openStore(t, url, Options{RepairInterval: every})
+		ctx := t.Context()
+		if ds, err := s.Claim(ctx, "hook", time.Now(), 10, time.Minute); err != nil || len(ds) != 0 {
+			t.Fatalf("first Claim (runs the first repair) = %v, %v", ds, err)
+		}
+		s.skipSync.Store(true)
+		err := s.Commit(ctx, store.Commit{Source: "orders", Generation: 0,
+			Deliveries: []store.Delivery{testDelivery("d1", "hook", "orders")}})
+		s.skipSync.Store(false)
+		if err != nil {
+			t.Fatalf("Commit: %v", err)
+		}
+		committed := time.Now()
+		if err := s.rdb.ZScore(ctx, s.readyKey("hook"), "orders").Err(); !errors.Is(err, redis.Nil) {
+			t.Fatalf("ready index has the source although the update was skipped: %v", err)
+		}
+		if ds, err := s.Claim(ctx, "hook", time.Now(), 10, time.Minute); err != nil || len(ds) != 0 {
+			t.Fatalf("Claim before the repair = %v, %v; want nothing (the index was not updated)", ids(ds), err)
+		}
+		deadline := committed.Add(every + 2*time.Second)
+		for {
+			ds, err := s.Claim(ctx, "hook", time.Now(), 10, time.Minute)
 			if err != nil {
-				t.Fatalf("Commit: %v", err)
+				t.Fatalf("Claim: %v", err)
 			}
-			committed := time.Now()
-			if err := s.rdb.ZScore(ctx, s.readyKey("hook"), "orders").Err(); !errors.Is(err, redis.Nil) {
-				t.Fatalf("ready index has the source although the update was skipped: %v", err)
-			}
-			if ds, err := s.Claim(ctx, "hook", time.Now(), 10, time.Minute); err != nil || len(ds) != 0 {
-				t.Fatalf("Claim before the repair = %v, %v; want nothing (the index was not updated)", ids(ds), err)
-			}
-			deadline := committed.Add(every + 2*time.Second)
-			for {
-				ds, err := s.Claim(ctx, "hook", time.Now(), 10, time.Minute)
-				if err != nil {
-					t.Fatalf("Claim: %v", err)
+			if len(ds) > 0 {
+				if got := ids(ds); !slices.Equal(got, []string{"d1"}) {
+					t.Fatalf("Claim after repair = %q, want d1", got)
 				}
-				if len(ds) > 0 {
-					if got := ids(ds); !slices.Equal(got, []string{"d1"}) {
-						t.Fatalf("Claim after repair = %q, want d1", got)
-					}
-					break
-				}
-				if time.Now().After(deadline) {
-					t.Fatalf("stranded delivery not claimable %v after the commit (repair interval %v)", time.Since(committed), every)
-				}
-				time.Sleep(10 * time.Millisecond)
+				break
 			}
-			// The bound: the last repair ran before the commit, the next one
-			// at most every later; allow for the claim polling and a slow CI.
-			if took := time.Since(committed); took > every+time.Second { // slack for a loaded CI machine
-				t.Errorf("stranded delivery claimable after %v, want within the repair interval %v", took, every)
+			if time.Now().After(deadline) {
+				t.Fatalf("stranded delivery not claimable %v after the commit (repair interval %v)", time.Since(committed), every)
 			}
-		})
-	}
+			time.Sleep(10 * time.Millisecond)
+		}
+		// The bound: the last repair ran before the commit, the next one
+		// at most every later; allow for the claim polling and a slow CI.
+		if took := time.Since(committed); took > every+time.Second { // slack for a loaded CI machine
+			t.Errorf("stranded delivery claimable after %v, want within the repair interval %v", took, every)
+		}
+	})
 }
 
 // TestRepairTakesTurns checks that Stores sharing a prefix do not all

@@ -57,59 +57,54 @@ func wantLiveInStep(t *testing.T, s *Store, src, sink, when string) {
 // TestLiveIndexKeptInStep checks that every script keeps the live ZSET in
 // step by itself (Live would hide a lapse by rebuilding it).
 func TestLiveIndexKeptInStep(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		url  func(t testing.TB) string
-	}{{"single", localURL}, {"cluster", clusterURL}} {
-		t.Run(tc.name, func(t *testing.T) {
-			s := openStore(t, tc.url(t), Options{})
-			ctx := t.Context()
-			step := func(when string) {
-				t.Helper()
-				wantLiveInStep(t, s, "src", "hook", when)
-				wantLiveInStep(t, s, "src", "other", when)
-			}
-			of := func(id, key string) store.Delivery {
-				d := testDelivery(id, "hook", "src")
-				d.Key = key
-				return d
-			}
-			later := of("c1", "C")
-			later.Due = time.Now().Add(time.Hour)
-			err := s.Commit(ctx, store.Commit{Source: "src", Generation: 0, Deliveries: []store.Delivery{
-				of("a1", "A"), of("a2", "A"), of("b1", "B"), later, testDelivery("o1", "other", "src")}})
-			if err != nil {
-				t.Fatal(err)
-			}
-			step("after Commit")
-			ds, err := s.Claim(ctx, "hook", time.Now(), 10, time.Minute)
-			if err != nil || len(ds) != 2 {
-				t.Fatalf("Claim = %q, %v; want a1 and b1", ids(ds), err)
-			}
-			step("after Claim")
-			ds[1].Attempts, ds[1].LastError = 1, "503"
-			if err := storetest.Retry(ctx, s, ds[1], time.Now().Add(time.Hour)); err != nil {
-				t.Fatal(err)
-			}
-			step("after Retry")
-			time.Sleep(2 * time.Millisecond) // a2 is promoted to a later millisecond
-			if err := storetest.Ack(ctx, s, ds[0]); err != nil {
-				t.Fatal(err)
-			}
-			step("after Ack promoted a2")
-			if err := storetest.Bury(ctx, s, ds[1]); err != nil {
-				t.Fatal(err)
-			}
-			step("after Bury")
-			if n, err := s.Replay(ctx, "hook", nil); err != nil || n != 1 {
-				t.Fatalf("Replay = %d, %v", n, err)
-			}
-			step("after Replay")
-			if got := liveZSet(t, s, "src", "hook"); len(got) != 3 {
-				t.Errorf("live ZSET holds %d members, want a2, b1 and c1", len(got))
-			}
-		})
-	}
+	onSingleAndCluster(t, func(t *testing.T, url string) {
+		s := openStore(t, url, Options{})
+		ctx := t.Context()
+		step := func(when string) {
+			t.Helper()
+			wantLiveInStep(t, s, "src", "hook", when)
+			wantLiveInStep(t, s, "src", "other", when)
+		}
+		of := func(id, key string) store.Delivery {
+			d := testDelivery(id, "hook", "src")
+			d.Key = key
+			return d
+		}
+		later := of("c1", "C")
+		later.Due = time.Now().Add(time.Hour)
+		err := s.Commit(ctx, store.Commit{Source: "src", Generation: 0, Deliveries: []store.Delivery{
+			of("a1", "A"), of("a2", "A"), of("b1", "B"), later, testDelivery("o1", "other", "src")}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		step("after Commit")
+		ds, err := s.Claim(ctx, "hook", time.Now(), 10, time.Minute)
+		if err != nil || len(ds) != 2 {
+			t.Fatalf("Claim = %q, %v; want a1 and b1", ids(ds), err)
+		}
+		step("after Claim")
+		ds[1].Attempts, ds[1].LastError = 1, "503"
+		if err := storetest.Retry(ctx, s, ds[1], time.Now().Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		step("after Retry")
+		time.Sleep(2 * time.Millisecond) // a2 is promoted to a later millisecond
+		if err := storetest.Ack(ctx, s, ds[0]); err != nil {
+			t.Fatal(err)
+		}
+		step("after Ack promoted a2")
+		if err := storetest.Bury(ctx, s, ds[1]); err != nil {
+			t.Fatal(err)
+		}
+		step("after Bury")
+		if n, err := s.Replay(ctx, "hook", nil); err != nil || n != 1 {
+			t.Fatalf("Replay = %d, %v", n, err)
+		}
+		step("after Replay")
+		if got := liveZSet(t, s, "src", "hook"); len(got) != 3 {
+			t.Errorf("live ZSET holds %d members, want a2, b1 and c1", len(got))
+		}
+	})
 }
 
 // TestLiveRebuildsDataOfOlderVersions: a pollbridge without live ZSETs left

@@ -122,3 +122,14 @@ func errorsAsNet(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne)
 }
+
+// onSingleAndCluster runs test as two subtests: on the local Redis server
+// and on the shared test cluster.
+func onSingleAndCluster(t *testing.T, test func(t *testing.T, url string)) {
+	for _, tc := range []struct {
+		name string
+		url  func(t testing.TB) string
+	}{{"single", localURL}, {"cluster", clusterURL}} {
+		t.Run(tc.name, func(t *testing.T) { test(t, tc.url(t)) })
+	}
+}

@@ -443,30 +443,37 @@ return 1
 // startPollsLua takes or extends the leases of one or more ticks and, for
 // each one it holds, reads the source's generation and meta. KEYS: per tick,
 // lease, head and meta. ARGV: owner, ttl (ms). It returns one string, read
-// by parseStarts: per tick, '0' when another owner holds the lease, else
-// '1', the number of meta fields, ':', then the generation (” for none) and
-// each meta field and value as <length>:<bytes>. One string, not nested
-// lists: go-redis makes one Go value of it instead of one per field.
+// by parseStarts: per tick, '0' when another owner holds the lease; 'E' and
+// the error as <length>:<bytes> when a command failed (a key of the wrong
+// type: that tick fails, the others go on); else '1', the number of meta
+// fields, ':', then the generation (empty for none) and each meta field and
+// value as <length>:<bytes>. One string, not nested lists: go-redis makes
+// one Go value of it instead of one per field.
 const startPollsLua = `
 local owner, ttl, out, n = ARGV[1], ARGV[2], {}, 0
+local function put(s) n = n + 1; out[n] = s end
+local function failed(r) return type(r) == 'table' and r.err end
 for i = 1, #KEYS, 3 do
-  local held = redis.call('SET', KEYS[i], owner, 'NX', 'PX', ttl)
-  if not held and redis.call('GET', KEYS[i]) == owner then
-    redis.call('PEXPIRE', KEYS[i], ttl)
-    held = true
-  end
-  if held then
-    local gen = redis.call('HGET', KEYS[i + 1], 'gen') or ''
-    local meta = redis.call('HGETALL', KEYS[i + 2])
-    out[n + 1] = '1' .. (#meta / 2) .. ':' .. #gen .. ':' .. gen
-    n = n + 1
-    for j = 1, #meta do
-      out[n + 1] = #meta[j] .. ':' .. meta[j]
-      n = n + 1
+  local held = redis.pcall('SET', KEYS[i], owner, 'NX', 'PX', ttl)
+  if not failed(held) and not held then
+    held = redis.pcall('GET', KEYS[i])
+    if not failed(held) then
+      held = held == owner and redis.pcall('PEXPIRE', KEYS[i], ttl)
     end
+  end
+  local gen, meta
+  if held and not failed(held) then
+    gen = redis.pcall('HGET', KEYS[i + 1], 'gen') or ''
+    meta = redis.pcall('HGETALL', KEYS[i + 2])
+  end
+  local err = failed(held) or failed(gen) or failed(meta)
+  if err then
+    put('E' .. #err .. ':' .. err)
+  elseif not held then
+    put('0')
   else
-    out[n + 1] = '0'
-    n = n + 1
+    put('1' .. (#meta / 2) .. ':' .. #gen .. ':' .. gen)
+    for j = 1, #meta do put(#meta[j] .. ':' .. meta[j]) end
   end
 end
 return table.concat(out)

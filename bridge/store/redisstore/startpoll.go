@@ -245,6 +245,10 @@ func parseStarts(reply string, reqs []*pollStart) error {
 		switch r.byte() {
 		case '0':
 			req.held = false
+		case 'E':
+			if msg := r.field(); !r.bad {
+				req.err = errors.New(msg) // Redis's own words, e.g. WRONGTYPE
+			}
 		case '1':
 			fields := r.num()
 			if fields > len(r.s) {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/pollbridge/pollbridge/bridge/store"
 	"github.com/pollbridge/pollbridge/bridge/store/storetest"
 )
 
@@ -100,6 +102,7 @@ func TestParseStarts(t *testing.T) {
 		held bool
 		gen  uint64
 		meta map[string]string
+		err  string
 	}
 	for _, tc := range []struct {
 		name  string
@@ -112,6 +115,8 @@ func TestParseStarts(t *testing.T) {
 		{"held with meta", "12:1:74:etag3:1:25:k:v:w0:", 1,
 			[]want{{held: true, gen: 7, meta: map[string]string{"etag": "1:2", "k:v:w": ""}}}},
 		{"three ticks", "011:3:1234:etag0:0", 3, []want{{}, {held: true, gen: 123, meta: map[string]string{"etag": ""}}, {}}},
+		{"a tick's error", "0E9:WRONGTYPE0", 3, []want{{}, {err: "WRONGTYPE"}, {}}},
+		{"error past the end", "E9:WRONG", 1, nil},
 		{"empty", "", 1, nil},
 		{"fewer ticks than asked", "0", 2, nil},
 		{"more than asked", "00", 1, nil},
@@ -139,10 +144,41 @@ func TestParseStarts(t *testing.T) {
 			}
 			for i, w := range tc.want {
 				r := reqs[i]
-				if r.held != w.held || r.st.Generation != w.gen || (w.held && (!maps.Equal(r.st.Meta, w.meta) || r.st.Items == nil)) {
-					t.Errorf("tick %d = held %v, state %+v; want %+v", i, r.held, r.st, w)
+				gotErr := ""
+				if r.err != nil {
+					gotErr = r.err.Error()
+				}
+				if r.held != w.held || r.st.Generation != w.gen || gotErr != w.err ||
+					(w.held && (!maps.Equal(r.st.Meta, w.meta) || r.st.Items == nil)) {
+					t.Errorf("tick %d = held %v, state %+v, err %q; want %+v", i, r.held, r.st, gotErr, w)
 				}
 			}
 		})
 	}
+}
+
+// A source whose keys were overwritten with the wrong type fails its own
+// tick; the other ticks of the same script are answered as usual.
+func TestStartPollsIsolateABrokenSource(t *testing.T) {
+	onSingleAndCluster(t, func(t *testing.T, url string) {
+		s := openStore(t, url, Options{})
+		ctx := t.Context()
+		for _, src := range []string{"a", "b", "c"} {
+			if err := s.Commit(ctx, store.Commit{Source: src, Meta: map[string]string{"etag": src}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := s.rdb.Set(ctx, s.metaKey("b"), "not a hash", 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+		got := s.StartPolls(ctx, "me", time.Minute, []store.PollTick{{Source: "a", Tick: "1"}, {Source: "b", Tick: "1"}, {Source: "c", Tick: "1"}})
+		if got[1].Err == nil || !strings.Contains(got[1].Err.Error(), "WRONGTYPE") || got[1].Held {
+			t.Errorf("broken source: %+v; want a WRONGTYPE error", got[1])
+		}
+		for _, i := range []int{0, 2} {
+			if r := got[i]; r.Err != nil || !r.Held || r.State.Meta["etag"] != []string{"a", "b", "c"}[i] {
+				t.Errorf("tick %d beside the broken source: %+v", i, r)
+			}
+		}
+	})
 }
