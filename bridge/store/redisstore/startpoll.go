@@ -176,9 +176,9 @@ func (s *Store) runCall(ctx context.Context, call *startCall) error {
 }
 
 // runStarts runs the startPolls scripts of every request of batch, in one
-// pipeline, and sets their results.
-// Calls with another owner or TTL (other Stores' callers never share a
-// batch, so only tests make them) go in scripts of their own.
+// pipeline, and sets their results. A script's ticks share an owner and a
+// TTL: calls that differ (sources on another interval, another engine on
+// this Store) start a script of their own.
 func (s *Store) runStarts(ctx context.Context, batch []*startCall) {
 	defer func() {
 		for _, c := range batch {
