@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 	"time"
 
 	"github.com/pollbridge/pollbridge/bridge/store"
@@ -118,17 +119,74 @@ func encodeItem(it store.Item) []byte {
 	return append(b, it.Data...)
 }
 
-func decodeItem(b []byte) (store.Item, error) {
-	rd := reader{b: b}
+// itemsDecoder decodes the items of one source into shared memory: every
+// key and every fingerprint into one string each, every body into one byte
+// slice (each item's capped, so an append to one never reaches the next).
+// Three allocations for a whole source instead of three per item: loading
+// the stored items of a changed source was 7% of the fleet's CPU, much of
+// it allocation and the collector's work on it. The items share their
+// memory, so it lives while any of them does: a poll's, not longer.
+type itemsDecoder struct {
+	keys, fps strings.Builder // String() shares their bytes: no copy
+	data      []byte
+	spans     []itemSpan
+}
+
+// itemSpan locates one item in an itemsDecoder's memory.
+type itemSpan struct {
+	keyEnd, fpEnd, dataEnd int // each starts where the previous item's ends
+}
+
+// itemsSize is what an itemsDecoder needs for a set of items; count adds
+// one.
+type itemsSize struct{ n, keys, fps, data int }
+
+func (z *itemsSize) count(k, v []byte) {
+	z.n++
+	z.keys += len(k)
+	fp, w := binary.Uvarint(v)
+	if w <= 0 || fp > uint64(len(v)-w) { // add reports it
+		return
+	}
+	z.fps += int(fp)
+	z.data += len(v) - w - int(fp)
+}
+
+// newItemsDecoder returns a decoder sized for z.
+func newItemsDecoder(z itemsSize) *itemsDecoder {
+	d := &itemsDecoder{data: make([]byte, 0, z.data), spans: make([]itemSpan, 0, z.n)}
+	d.keys.Grow(z.keys)
+	d.fps.Grow(z.fps)
+	return d
+}
+
+// add decodes the stored item v (see encodeItem) under key k; neither is
+// kept.
+func (d *itemsDecoder) add(k, v []byte) error {
+	rd := reader{b: v}
 	fp := rd.bytes()
 	if rd.err != nil {
-		return store.Item{}, fmt.Errorf("decode item: %w", rd.err)
+		return fmt.Errorf("decode item: %w", rd.err)
 	}
-	it := store.Item{Fingerprint: string(fp)}
-	if len(rd.b) > 0 {
-		it.Data = append([]byte(nil), rd.b...)
+	d.keys.Write(k)
+	d.fps.Write(fp)
+	d.data = append(d.data, rd.b...)
+	d.spans = append(d.spans, itemSpan{keyEnd: d.keys.Len(), fpEnd: d.fps.Len(), dataEnd: len(d.data)})
+	return nil
+}
+
+// fill puts every item added into items.
+func (d *itemsDecoder) fill(items map[string]store.Item) {
+	keys, fps := d.keys.String(), d.fps.String()
+	var prev itemSpan
+	for _, sp := range d.spans {
+		it := store.Item{Fingerprint: fps[prev.fpEnd:sp.fpEnd]}
+		if sp.dataEnd > prev.dataEnd {
+			it.Data = d.data[prev.dataEnd:sp.dataEnd:sp.dataEnd]
+		}
+		items[keys[prev.keyEnd:sp.keyEnd]] = it
+		prev = sp
 	}
-	return it, nil
 }
 
 func appendBytes(b, s []byte) []byte {

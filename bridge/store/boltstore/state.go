@@ -48,12 +48,12 @@ func (s *Store) load(ctx context.Context, source string, withItems bool) (store.
 		if ib := sb.Bucket([]byte(bucketItems)); ib != nil && withItems {
 			c := ib.Cursor()
 			// Counting first (the pages are mapped: no copies) sizes the
-			// map once instead of growing it a few times.
-			size := 0
-			for k, _ := c.First(); k != nil; k, _ = c.Next() {
-				size++
+			// map and the decoder's memory once instead of growing them.
+			var size itemsSize
+			for k, v := c.First(); k != nil; k, v = c.Next() {
+				size.count(k, v)
 			}
-			st.Items = make(map[string]store.Item, size)
+			dec := newItemsDecoder(size)
 			n := 0
 			for k, v := c.First(); k != nil; k, v = c.Next() {
 				if n++; n%4096 == 0 {
@@ -61,12 +61,12 @@ func (s *Store) load(ctx context.Context, source string, withItems bool) (store.
 						return err
 					}
 				}
-				it, err := decodeItem(v)
-				if err != nil {
+				if err := dec.add(k, v); err != nil {
 					return fmt.Errorf("item %q: %w", k, err)
 				}
-				st.Items[string(k)] = it
 			}
+			st.Items = make(map[string]store.Item, size.n)
+			dec.fill(st.Items)
 		}
 		if mb := sb.Bucket([]byte(bucketMeta)); mb != nil {
 			return mb.ForEach(func(k, v []byte) error {
