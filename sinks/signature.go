@@ -29,7 +29,13 @@ func Sign(secret, msgID string, ts time.Time, body []byte) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return "v1," + base64.StdEncoding.EncodeToString(mac(key, msgID, ts.Unix(), body)), nil
+	return signatureWith(hmac.New(sha256.New, key), msgID, ts.Unix(), body), nil
+}
+
+// signatureWith is the signature header value ("v1," and the base64 MAC)
+// made with h, an HMAC-SHA256 keyed with the key; it resets h first.
+func signatureWith(h hash.Hash, msgID string, ts int64, body []byte) string {
+	return "v1," + base64.StdEncoding.EncodeToString(macWith(h, msgID, ts, body))
 }
 
 // Verify checks a Standard Webhooks request as a receiver would: header must

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"hash"
@@ -162,7 +161,7 @@ func (w *Webhook) Send(ctx context.Context, ev *bridge.Event) error {
 	req.Header.Set("Webhook-Timestamp", strconv.FormatInt(now.Unix(), 10))
 	if w.key != nil {
 		h := w.macs.Get().(hash.Hash)
-		req.Header.Set("Webhook-Signature", "v1,"+base64.StdEncoding.EncodeToString(macWith(h, ev.ID, now.Unix(), body)))
+		req.Header.Set("Webhook-Signature", signatureWith(h, ev.ID, now.Unix(), body))
 		w.macs.Put(h)
 	}
 
