@@ -48,9 +48,9 @@ func sourceSchedule(name, spec string) (cron.Schedule, error) {
 // is most of the cost of a poll answered 304. At 500 sources on @every 1s,
 // going from 20 ms to 100 ms steps took a 304 poll from 0.10–0.13 to
 // 0.06–0.07 ms of CPU with bbolt state (Redis: 0.14–0.16 to 0.08–0.09), and
-// the 1,000-source fleet's CPU down by 13%. The price is burstier requests to a busy API and up
-// to about 30 ms more fetch→webhook latency in that fleet (see README,
-// performance).
+// the 1,000-source fleet's CPU down by 13%. The price is burstier requests
+// to a busy API and 35–50 ms more fetch→webhook latency at p99 in that
+// fleet (see README, performance).
 const offsetStep = 100 * time.Millisecond
 
 // stableOffset maps name to a duration in [0, span), a multiple of

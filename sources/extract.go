@@ -59,8 +59,8 @@ func ExtractKeys(body []byte, itemsPath string, keyPaths []string) ([]bridge.Ite
 }
 
 // extract adds the items of doc, which must be valid JSON, to set and
-// returns how many doc lists (a top-level object counts as one; items
-// that share a key count each time, as pageItems counts them).
+// returns how many items doc lists (a top-level object counts as one;
+// items that share a key count each time, as pageItems counts them).
 func extract(doc, itemsPath string, keyPath []string, set *itemSet) (int, error) {
 	if itemsPath == "" {
 		root := gjson.Parse(doc)
