@@ -44,7 +44,13 @@ func TestItemsDecoder(t *testing.T) {
 	if !eq(got["long key"], want["long key"]) || !eq(got[""], want[""]) {
 		t.Errorf("appending to one body changed another: %q", got)
 	}
-	if err := dec.add([]byte("bad"), []byte{0x10, 'x'}); err == nil { // says 16 bytes of fingerprint, has 1
+	bad := []byte{0x10, 'x'} // says 16 bytes of fingerprint, has 1
+	before := size
+	size.count([]byte("bad"), bad)
+	if want := (itemsSize{n: before.n + 1, keys: before.keys + 3, fps: before.fps, data: before.data}); size != want {
+		t.Errorf("size after a truncated record = %+v, want %+v (counted, no bytes sized: add reports it)", size, want)
+	}
+	if err := dec.add([]byte("bad"), bad); err == nil {
 		t.Error("a truncated record decoded")
 	}
 }

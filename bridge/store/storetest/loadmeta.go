@@ -190,6 +190,29 @@ func testStartPollsManySources(t *testing.T, s store.Store) {
 	}
 }
 
+// testStartPollsCancelled: a StartPolls call whose context has ended takes
+// no lease: every tick answers an error, none is held, and the ticks are
+// free for a caller whose context is live.
+func testStartPollsCancelled(t *testing.T, s store.Store) {
+	ended, cancel := context.WithCancel(context.Background())
+	cancel()
+	ticks := []store.PollTick{{Source: "a", Tick: "7000"}, {Source: "b", Tick: "7000"}}
+	got := s.StartPolls(ended, "me", time.Minute, ticks)
+	if len(got) != len(ticks) {
+		t.Fatalf("StartPolls of %d ticks = %d answers", len(ticks), len(got))
+	}
+	for i, r := range got {
+		if r.Err == nil || r.Held {
+			t.Errorf("answer %d with an ended context = held %v, err %v; want an error", i, r.Held, r.Err)
+		}
+	}
+	for i, r := range s.StartPolls(context.Background(), "other", time.Minute, ticks) {
+		if r.Err != nil || !r.Held {
+			t.Errorf("answer %d for another owner afterwards = held %v, err %v; want held", i, r.Held, r.Err)
+		}
+	}
+}
+
 // testStartPollConcurrent: StartPoll calls made at once (a backend may
 // group them) each get their own answer: of two owners racing for every
 // tick of many sources, exactly one holds each, and it gets that source's

@@ -92,6 +92,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"StartPollConcurrentCallsEachAnswered", testStartPollConcurrent},
 		{"StartPollsAnswersEachTickInOrder", testStartPolls},
 		{"StartPollsOfManySources", testStartPollsManySources},
+		{"StartPollsWithEndedContext", testStartPollsCancelled},
 		{"ReplicasCountLiveOwners", testReplicas},
 	}
 	for _, tc := range tests {
