@@ -153,6 +153,7 @@ func Diff(old store.State, items []Item, meta map[string]string, opts DiffOption
 	// their time; if these changed since, recompute them so that editing
 	// `watch` or `ignore` does not turn every item into a false update.
 	fields := Fields{Watch: opts.Watch, Ignore: opts.Ignore}
+	fpr := newFingerprinter(fields)
 	cfgSig := fieldsConfig(fields)
 	rehash := !res.Baseline && old.Meta[metaFingerprintConfig] != cfgSig
 
@@ -174,7 +175,7 @@ func Diff(old store.State, items []Item, meta map[string]string, opts DiffOption
 		if existed && !rehash && bytes.Equal(prev.Data, data) {
 			continue // byte-identical to the stored version: same fingerprint
 		}
-		fp, cur, err := FingerprintFields(data, fields)
+		fp, err := fpr.fingerprint(data)
 		if err != nil {
 			return DiffResult{}, fmt.Errorf("item %q: %w", key, err)
 		}
@@ -187,7 +188,7 @@ func Diff(old store.State, items []Item, meta map[string]string, opts DiffOption
 			continue
 		}
 		if existed && rehash {
-			if prev.Fingerprint, _, err = FingerprintFields(prev.Data, fields); err != nil {
+			if prev.Fingerprint, err = fpr.fingerprint(prev.Data); err != nil {
 				return DiffResult{}, fmt.Errorf("stored item %q: %w", key, err)
 			}
 			if prev.Fingerprint == fp && old.Items[key].Fingerprint != fp {
@@ -204,9 +205,13 @@ func Diff(old store.State, items []Item, meta map[string]string, opts DiffOption
 			res.Commit.Upsert[key] = stored(fp, data)
 			var changes []Change
 			if prev.Data != nil {
-				_, before, err := FingerprintFields(prev.Data, fields)
+				before, err := relevantValue(prev.Data, fields)
 				if err != nil {
 					return DiffResult{}, fmt.Errorf("stored item %q: %w", key, err)
+				}
+				cur, err := relevantValue(data, fields)
+				if err != nil {
+					return DiffResult{}, fmt.Errorf("item %q: %w", key, err)
 				}
 				changes = Changes(before, cur)
 			}
@@ -266,7 +271,7 @@ func Diff(old store.State, items []Item, meta map[string]string, opts DiffOption
 			if prev.Data == nil {
 				continue // nothing to recompute from (keep_bodies: false)
 			}
-			fp, _, err := FingerprintFields(prev.Data, fields)
+			fp, err := fpr.fingerprint(prev.Data)
 			if err != nil {
 				return DiffResult{}, fmt.Errorf("stored item %q: %w", key, err)
 			}

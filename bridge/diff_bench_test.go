@@ -22,7 +22,11 @@ func benchItems(n int, status func(i int) string) []Item {
 }
 
 // BenchmarkDiff10k measures one poll's diff of 10,000 items of which 1% changed.
-func BenchmarkDiff10k(b *testing.B) {
+func BenchmarkDiff10k(b *testing.B) { benchDiffChanged(b, false) }
+
+// benchDiffChanged diffs 10,000 stored items (with or without their
+// bodies) against a snapshot in which 1% changed.
+func benchDiffChanged(b *testing.B, noBodies bool) {
 	ignore := []string{"updated_at"}
 	old := store.State{Generation: 1, Items: map[string]store.Item{}, Meta: map[string]string{metaFingerprintConfig: fingerprintConfig(ignore)}}
 	for _, it := range benchItems(10000, func(int) string { return "new" }) {
@@ -31,6 +35,9 @@ func BenchmarkDiff10k(b *testing.B) {
 			b.Fatal(err)
 		}
 		old.Items[it.Key] = store.Item{Fingerprint: fp, Data: it.Data}
+		if noBodies {
+			old.Items[it.Key] = store.Item{Fingerprint: fp}
+		}
 	}
 	snap := benchItems(10000, func(i int) string {
 		if i%100 == 0 {
@@ -38,7 +45,7 @@ func BenchmarkDiff10k(b *testing.B) {
 		}
 		return "new"
 	})
-	opts := DiffOptions{Source: "orders", Ignore: ignore, MaxDeleteRatio: 0.5, Now: time.Now()}
+	opts := DiffOptions{Source: "orders", Ignore: ignore, MaxDeleteRatio: 0.5, Now: time.Now(), NoBodies: noBodies}
 	b.ReportAllocs()
 	for b.Loop() {
 		res, err := Diff(old, snap, old.Meta, opts)
@@ -60,3 +67,35 @@ func BenchmarkFingerprint(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkFingerprinter measures the fingerprint of the same item as
+// BenchmarkFingerprint the way Diff computes it (no decoding).
+func BenchmarkFingerprinter(b *testing.B) {
+	data := benchItems(1, func(int) string { return "new" })[0].Data
+	fp := newFingerprinter(Fields{Ignore: []string{"updated_at"}})
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := fp.fingerprint(data); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkDiffBaseline10k measures a source's first poll of 10,000 items:
+// every item is fingerprinted.
+func BenchmarkDiffBaseline10k(b *testing.B) {
+	snap := benchItems(10000, func(int) string { return "new" })
+	opts := DiffOptions{Source: "orders", Ignore: []string{"updated_at"}, Now: time.Now()}
+	b.ReportAllocs()
+	for b.Loop() {
+		res, err := Diff(store.State{}, snap, map[string]string{}, opts)
+		if err != nil || len(res.Commit.Upsert) != 10000 {
+			b.Fatalf("upserts %d, err %v", len(res.Commit.Upsert), err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/10000, "ns/item")
+}
+
+// BenchmarkDiffNoBodies10k is BenchmarkDiff10k with keep_bodies: false:
+// with no stored bodies to compare, every item is fingerprinted.
+func BenchmarkDiffNoBodies10k(b *testing.B) { benchDiffChanged(b, true) }

@@ -2,8 +2,6 @@ package bridge
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -38,18 +36,28 @@ func Fingerprint(data []byte, ignore []string) (string, any, error) {
 // arrays on its way: watching "lines.#.qty" keeps every element of lines,
 // reduced to its qty ({} for an object without one, null for an element
 // that is not an object), so array positions stay those of the item.
+//
+// Diff computes the same fingerprints without decoding (see
+// fingerprinter); this is the definition it is tested against.
 func FingerprintFields(data []byte, f Fields) (string, any, error) {
-	v, err := decodeJSON(data)
+	v, err := relevantValue(data, f)
 	if err != nil {
 		return "", nil, err
 	}
-	v = relevant(v, f)
 	canon, err := canonicalJSON(v)
 	if err != nil {
 		return "", nil, err
 	}
-	sum := sha256.Sum256(canon)
-	return hex.EncodeToString(sum[:16]), v, nil
+	return hashCanonical(canon), v, nil
+}
+
+// relevantValue decodes an item and reduces it to the fields f selects.
+func relevantValue(data []byte, f Fields) (any, error) {
+	v, err := decodeJSON(data)
+	if err != nil {
+		return nil, err
+	}
+	return relevant(v, f), nil
 }
 
 // relevant reduces a decoded item to the fields f selects. It may reuse
