@@ -10,18 +10,21 @@ import (
 	"unicode/utf8"
 )
 
-// fingerprinter computes the fingerprints of one diff's items, reusing its
-// buffers from item to item. Without a watch list it writes an item's
-// canonical form straight from its bytes (canonicalizer); with one, or for
-// input the canonicalizer does not vouch for, it takes FingerprintFields'
-// way. Both give the same fingerprint, so stored fingerprints stay valid.
-type fingerprinter struct {
+// Fingerprinter computes the fingerprints of many items (a diff's), the
+// same as FingerprintFields, reusing its buffers from item to item. Without
+// a watch list it writes an item's canonical form straight from its bytes
+// (canonicalizer), about eight times faster; with one, or for input the
+// canonicalizer does not vouch for, it takes FingerprintFields' way. Both
+// give the same fingerprint, so stored fingerprints stay valid. A
+// Fingerprinter is not safe for concurrent use.
+type Fingerprinter struct {
 	fields Fields
 	canon  *canonicalizer // nil: every item takes FingerprintFields' way
 }
 
-func newFingerprinter(f Fields) *fingerprinter {
-	fp := &fingerprinter{fields: f}
+// NewFingerprinter returns a Fingerprinter for the fields f selects.
+func NewFingerprinter(f Fields) *Fingerprinter {
+	fp := &Fingerprinter{fields: f}
 	if len(f.Watch) == 0 {
 		fp.canon = &canonicalizer{}
 		for _, p := range f.Ignore {
@@ -31,8 +34,8 @@ func newFingerprinter(f Fields) *fingerprinter {
 	return fp
 }
 
-// fingerprint is FingerprintFields(data, fields)'s fingerprint.
-func (fp *fingerprinter) fingerprint(data []byte) (string, error) {
+// Fingerprint is FingerprintFields(data, fields)'s fingerprint.
+func (fp *Fingerprinter) Fingerprint(data []byte) (string, error) {
 	if fp.canon != nil {
 		if canon, ok := fp.canon.canonical(data); ok {
 			return hashCanonical(canon), nil

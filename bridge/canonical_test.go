@@ -35,7 +35,7 @@ func decoderCanonical(data []byte, ignore []string) ([]byte, error) {
 // the decoder takes and mustVouch is set.
 func checkCanonical(t *testing.T, data []byte, ignore []string, mustVouch bool) {
 	t.Helper()
-	fp := newFingerprinter(Fields{Ignore: ignore})
+	fp := NewFingerprinter(Fields{Ignore: ignore})
 	fast, ok := fp.canon.canonical(data)
 	want, err := decoderCanonical(data, ignore)
 	switch {
@@ -47,7 +47,7 @@ func checkCanonical(t *testing.T, data []byte, ignore []string, mustVouch bool) 
 		t.Fatalf("ignore %q: canonicalizer refused %q, which decodes", ignore, data)
 	}
 	// The fingerprint is FingerprintFields', whichever way it was made.
-	got, gerr := fp.fingerprint(data)
+	got, gerr := fp.Fingerprint(data)
 	wantFP, _, werr := FingerprintFields(data, Fields{Ignore: ignore})
 	if got != wantFP || (gerr == nil) != (werr == nil) || (gerr != nil && gerr.Error() != werr.Error()) {
 		t.Fatalf("ignore %q: %q: fingerprint %q, %v; FingerprintFields %q, %v", ignore, data, got, gerr, wantFP, werr)
@@ -88,14 +88,14 @@ func TestCanonicalMatchesDecoder(t *testing.T) {
 		}
 		for _, s := range invalid {
 			checkCanonical(t, []byte(s), ig, false)
-			if _, ok := newFingerprinter(Fields{Ignore: ig}).canon.canonical([]byte(s)); ok {
+			if _, ok := NewFingerprinter(Fields{Ignore: ig}).canon.canonical([]byte(s)); ok {
 				t.Fatalf("canonicalizer took invalid %q", s)
 			}
 		}
 	}
 	// Deeper than it follows: the decoder's way, same fingerprint.
 	deep := strings.Repeat("[", maxCanonDepth+5) + strings.Repeat("]", maxCanonDepth+5)
-	if _, ok := newFingerprinter(Fields{}).canon.canonical([]byte(deep)); ok {
+	if _, ok := NewFingerprinter(Fields{}).canon.canonical([]byte(deep)); ok {
 		t.Fatal("canonicalizer followed nesting deeper than maxCanonDepth")
 	}
 	checkCanonical(t, []byte(deep), nil, false)
@@ -111,10 +111,10 @@ func TestFingerprinterReuse(t *testing.T) {
 		`{"a":`,
 		`{"b":2,"a":1}`,
 	}
-	fp := newFingerprinter(Fields{Ignore: []string{"a"}})
+	fp := NewFingerprinter(Fields{Ignore: []string{"a"}})
 	for round := range 2 {
 		for _, s := range items {
-			got, err := fp.fingerprint([]byte(s))
+			got, err := fp.Fingerprint([]byte(s))
 			want, _, werr := FingerprintFields([]byte(s), Fields{Ignore: []string{"a"}})
 			if got != want || (err == nil) != (werr == nil) {
 				t.Fatalf("round %d, %s: %q, %v; want %q, %v", round, s, got, err, want, werr)
@@ -127,11 +127,11 @@ func TestFingerprinterReuse(t *testing.T) {
 // way.
 func TestFingerprinterWatch(t *testing.T) {
 	f := Fields{Watch: []string{"status"}, Ignore: []string{"x"}}
-	fp := newFingerprinter(f)
+	fp := NewFingerprinter(f)
 	if fp.canon != nil {
 		t.Fatal("a watch list must not use the canonicalizer")
 	}
-	got, err := fp.fingerprint([]byte(`{"status":"paid","total":3}`))
+	got, err := fp.Fingerprint([]byte(`{"status":"paid","total":3}`))
 	want, _, _ := FingerprintFields([]byte(`{"status":"paid","total":4}`), f)
 	if err != nil || got != want {
 		t.Fatalf("fingerprint %q, %v; want %q", got, err, want)

@@ -153,7 +153,7 @@ func Diff(old store.State, items []Item, meta map[string]string, opts DiffOption
 	// their time; if these changed since, recompute them so that editing
 	// `watch` or `ignore` does not turn every item into a false update.
 	fields := Fields{Watch: opts.Watch, Ignore: opts.Ignore}
-	fpr := newFingerprinter(fields)
+	fpr := NewFingerprinter(fields)
 	cfgSig := fieldsConfig(fields)
 	rehash := !res.Baseline && old.Meta[metaFingerprintConfig] != cfgSig
 
@@ -175,7 +175,7 @@ func Diff(old store.State, items []Item, meta map[string]string, opts DiffOption
 		if existed && !rehash && bytes.Equal(prev.Data, data) {
 			continue // byte-identical to the stored version: same fingerprint
 		}
-		fp, err := fpr.fingerprint(data)
+		fp, err := fpr.Fingerprint(data)
 		if err != nil {
 			return DiffResult{}, fmt.Errorf("item %q: %w", key, err)
 		}
@@ -188,7 +188,7 @@ func Diff(old store.State, items []Item, meta map[string]string, opts DiffOption
 			continue
 		}
 		if existed && rehash {
-			if prev.Fingerprint, err = fpr.fingerprint(prev.Data); err != nil {
+			if prev.Fingerprint, err = fpr.Fingerprint(prev.Data); err != nil {
 				return DiffResult{}, fmt.Errorf("stored item %q: %w", key, err)
 			}
 			if prev.Fingerprint == fp && old.Items[key].Fingerprint != fp {
@@ -271,7 +271,7 @@ func Diff(old store.State, items []Item, meta map[string]string, opts DiffOption
 			if prev.Data == nil {
 				continue // nothing to recompute from (keep_bodies: false)
 			}
-			fp, err := fpr.fingerprint(prev.Data)
+			fp, err := fpr.Fingerprint(prev.Data)
 			if err != nil {
 				return DiffResult{}, fmt.Errorf("stored item %q: %w", key, err)
 			}

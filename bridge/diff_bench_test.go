@@ -72,10 +72,10 @@ func BenchmarkFingerprint(b *testing.B) {
 // BenchmarkFingerprint the way Diff computes it (no decoding).
 func BenchmarkFingerprinter(b *testing.B) {
 	data := benchItems(1, func(int) string { return "new" })[0].Data
-	fp := newFingerprinter(Fields{Ignore: []string{"updated_at"}})
+	fp := NewFingerprinter(Fields{Ignore: []string{"updated_at"}})
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := fp.fingerprint(data); err != nil {
+		if _, err := fp.Fingerprint(data); err != nil {
 			b.Fatal(err)
 		}
 	}

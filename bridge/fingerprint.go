@@ -38,7 +38,7 @@ func Fingerprint(data []byte, ignore []string) (string, any, error) {
 // that is not an object), so array positions stay those of the item.
 //
 // Diff computes the same fingerprints without decoding (see
-// fingerprinter); this is the definition it is tested against.
+// Fingerprinter); this is the definition it is tested against.
 func FingerprintFields(data []byte, f Fields) (string, any, error) {
 	v, err := relevantValue(data, f)
 	if err != nil {
