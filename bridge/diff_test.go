@@ -321,6 +321,11 @@ func FuzzFingerprint(f *testing.F) {
 			fields.Watch = []string{watch}
 		}
 		fp, v, err := FingerprintFields(data, fields)
+		// Diff's Fingerprinter (from the bytes, for any ignore path the
+		// fuzzer makes up) agrees, errors included.
+		if got, gerr := NewFingerprinter(fields).Fingerprint(data); got != fp || (gerr == nil) != (err == nil) {
+			t.Fatalf("Fingerprinter %q, %v; FingerprintFields %q, %v", got, gerr, fp, err)
+		}
 		if err != nil {
 			return
 		}
