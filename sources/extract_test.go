@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+
+	"github.com/tidwall/gjson"
 )
 
 func TestExtract(t *testing.T) {
@@ -101,6 +103,39 @@ func TestExtractCopiesData(t *testing.T) {
 	}
 	if got := string(items[0].Data); got != `{"id":1,"v":"aaaa"}` {
 		t.Errorf("Data changed with the body buffer: %q", got)
+	}
+}
+
+// TestExtractSharesPage checks the items against gjson's own reading of
+// the body, for paths where gjson knows each element's position (the items
+// are slices of one copy of the page) and for modifiers and queries, where
+// it may not (they are copies), and that an item's Data cannot grow into
+// the next one.
+func TestExtractSharesPage(t *testing.T) {
+	body := []byte(` {"data":{"list":[{"id":1,"v":2}, {"id":2,"v":5},` + "\n" + `{"id":3,"v":9}]},"top":[{"id":"x"}]}`)
+	for _, path := range []string{"data.list", "data.list|@reverse", "data.list.#(v>3)#", "@this.data.list", "top"} {
+		t.Run(path, func(t *testing.T) {
+			items, err := Extract(body, path, "id")
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := gjson.Get(string(body), path).Array()
+			if len(items) != len(want) || len(items) == 0 {
+				t.Fatalf("%d items, gjson reads %d", len(items), len(want))
+			}
+			for i, it := range items {
+				if string(it.Data) != want[i].Raw || it.Key != want[i].Get("id").String() {
+					t.Fatalf("item %d: %q %s, gjson reads %s", i, it.Key, it.Data, want[i].Raw)
+				}
+			}
+			for i := 0; i+1 < len(items); i++ {
+				next := string(items[i+1].Data)
+				_ = append(items[i].Data, "XXXXXXXX"...)
+				if string(items[i+1].Data) != next {
+					t.Fatalf("appending to item %d changed item %d: %s", i, i+1, items[i+1].Data)
+				}
+			}
+		})
 	}
 }
 

@@ -286,7 +286,7 @@ func (s *HTTP) fetch(ctx context.Context, meta map[string]string) (*bridge.Snaps
 	defer cancel()
 
 	var reqs []bridge.RequestInfo
-	var pages []string
+	var pages []page
 	var first pageResult
 	var h hash.Hash          // of every page, made at the first 2xx
 	var seen map[string]bool // the URLs read, when paginating
@@ -330,9 +330,10 @@ func (s *HTTP) fetch(ctx context.Context, meta map[string]string) (*bridge.Snaps
 			s.release(res.buf)
 			return nil, fmt.Errorf("fetch page %d: %w", n, err)
 		}
-		doc := string(res.body) // a copy: the buffer goes back to the pool
+		pg := newPage(res.body) // a copy: the buffer goes back to the pool
 		s.release(res.buf)
-		pages = append(pages, doc)
+		pages = append(pages, pg)
+		doc := pg.doc
 		if s.pager == nil {
 			break // its items are counted as they are extracted, in one pass
 		}
@@ -368,8 +369,8 @@ func (s *HTTP) fetch(ctx context.Context, meta map[string]string) (*bridge.Snaps
 		total = int(s.lastItems.Load()) // sizes the set like the last answer
 	}
 	set := newItemSet(total)
-	for i, doc := range pages {
-		count, err := extract(doc, s.itemsPath, s.keyPaths, &set)
+	for i, pg := range pages {
+		count, err := extract(pg, s.itemsPath, s.keyPaths, &set)
 		if err != nil {
 			return nil, fmt.Errorf("fetch page %d: %w", i+1, err)
 		}
