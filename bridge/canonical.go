@@ -57,9 +57,9 @@ func hashCanonical(canon []byte) string {
 // stripped of the ignore paths by relevant. That is the Go encoder's form:
 // object keys sorted by their decoded bytes (of a key given twice, the last
 // one counts), no white space, numbers as written, strings re-escaped the
-// encoder's way. Ten times cheaper than the decode and encode it replaces,
-// it is what makes a baseline, a changed item and a poll that keeps no
-// bodies cheap. Input it does not vouch for (invalid JSON, deeper than
+// encoder's way. About eight times cheaper than the decode and encode it
+// replaces, it is what makes a baseline, a changed item and a poll that
+// keeps no bodies cheap. Input it does not vouch for (invalid JSON, deeper than
 // maxCanonDepth, data after the value) it leaves to the decoder, which
 // gives the error.
 type canonicalizer struct {

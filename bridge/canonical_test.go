@@ -154,3 +154,18 @@ func FuzzCanonical(f *testing.F) {
 		checkCanonical(t, data, canonicalIgnores[int(ig)%len(canonicalIgnores)], false)
 	})
 }
+
+// TestAppendJSONString checks the string encoder against encoding/json's
+// (without HTML escaping) on its own, invalid UTF-8 included, which the
+// canonicalizer never hands it (decoding replaces it first).
+func TestAppendJSONString(t *testing.T) {
+	for _, s := range []string{"", "plain", "<&>", "quote\" back\\", "\b\f\n\r\t\x00\x1f\x7f", "é 日本 😀", "\u2028\u2029", "bad \xff\xfe end \xc3"} {
+		want, err := canonicalJSON(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := appendJSONString(nil, []byte(s)); string(got) != string(want) {
+			t.Errorf("%q: %s, encoding/json: %s", s, got, want)
+		}
+	}
+}
