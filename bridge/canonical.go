@@ -177,15 +177,13 @@ func (c *canonicalizer) object(data []byte, i int, paths [][]string, depth int) 
 		} else {
 			c.members = append(c.members, canonMember{key: key, start: at, end: len(c.out)})
 		}
-		switch i = skipSpace(data, i); {
-		case i < len(data) && data[i] == ',':
-			i = skipSpace(data, i+1)
-			continue
-		case i < len(data) && data[i] == '}':
-		default:
+		var more bool
+		if i, more, ok = afterElement(data, i, '}'); !ok {
 			return 0, false
 		}
-		break
+		if !more {
+			break
+		}
 	}
 	ms := c.members[base:]
 	sorted := true
@@ -208,7 +206,7 @@ func (c *canonicalizer) object(data []byte, i int, paths [][]string, depth int) 
 		c.out = append(c.out[:start], c.tmp...)
 	}
 	c.out = append(c.out, '}')
-	return i + 1, true
+	return i, true
 }
 
 // array writes the array at data[i:].
@@ -225,25 +223,35 @@ func (c *canonicalizer) array(data []byte, i int, paths [][]string, depth int) (
 		if n > 0 {
 			c.out = append(c.out, ',')
 		}
-		var ok bool
+		var ok, more bool
 		if i, ok = c.value(data, i, child, depth+1); !ok {
 			return 0, false
 		}
-		switch i = skipSpace(data, i); {
-		case i < len(data) && data[i] == ',':
-			i = skipSpace(data, i+1)
-			continue
-		case i < len(data) && data[i] == ']':
-		default:
+		if i, more, ok = afterElement(data, i, ']'); !ok {
 			return 0, false
 		}
-		break
+		if !more {
+			break
+		}
 	}
 	if empty {
 		c.out = c.out[:start] // removePath: a wildcard's last segment empties an array
 	}
 	c.out = append(c.out, ']')
-	return i + 1, true
+	return i, true
+}
+
+// afterElement reads what follows a member or element that ends at
+// data[i]: a comma (more: it returns the index of the next one) or close,
+// the container's end (it returns the index after it).
+func afterElement(data []byte, i int, close byte) (next int, more, ok bool) {
+	switch i = skipSpace(data, i); {
+	case i < len(data) && data[i] == ',':
+		return skipSpace(data, i+1), true, true
+	case i < len(data) && data[i] == close:
+		return i + 1, false, true
+	}
+	return 0, false, false
 }
 
 // memberPaths applies ignore paths to an object member (as removePath

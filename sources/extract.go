@@ -62,8 +62,8 @@ func ExtractKeys(body []byte, itemsPath string, keyPaths []string) ([]bridge.Ite
 
 // page is one answer's body, read only: the items extracted from it, their
 // keys and the string gjson reads it as all share its memory, instead of
-// a copy of the body as a string and another of each item (a fifth of the
-// bytes a changed poll allocated).
+// a copy of the body as a string and another of each item (those item
+// copies were a quarter of the bytes the fleet allocated).
 type page struct {
 	data []byte
 	doc  string // data, without a copy
