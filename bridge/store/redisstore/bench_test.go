@@ -138,3 +138,74 @@ func BenchmarkMemoryCost(b *testing.B) {
 		perSource, perItem, itemBytes/items, float64(itemsKeyBytes)/items,
 		perDelivery, payloadBytes/deliveries, perDelivery-float64(payloadBytes/deliveries))
 }
+
+// evalUsec reads the total server time Redis has spent in EVALSHA
+// (INFO commandstats): the scripts' own cost, without the network.
+func evalUsec(ctx context.Context, b *testing.B, s *Store) float64 {
+	info, err := s.rdb.Info(ctx, "commandstats").Result()
+	if err != nil {
+		b.Fatal(err)
+	}
+	for line := range strings.SplitSeq(info, "\r\n") {
+		rest, ok := strings.CutPrefix(line, "cmdstat_evalsha:")
+		if !ok {
+			continue
+		}
+		for f := range strings.SplitSeq(rest, ",") {
+			if v, ok := strings.CutPrefix(f, "usec="); ok {
+				n, err := strconv.ParseFloat(v, 64)
+				if err != nil {
+					b.Fatal(err)
+				}
+				return n
+			}
+		}
+	}
+	return 0 // no script has run yet
+}
+
+// BenchmarkScriptCost measures what the outbox scripts cost Redis itself
+// per delivery (server time from INFO commandstats, so neither the network
+// nor go-redis): the commit of 64 deliveries of a source with drain-sized
+// payloads, one Claim of them and one Settle acking them. On a machine
+// whose two cores also run pollbridge and the receiver, this is CPU the
+// drain shares. Run it against an otherwise idle Redis:
+//
+//	go test -run '^$' -bench ScriptCost ./bridge/store/redisstore/
+func BenchmarkScriptCost(b *testing.B) {
+	const batch = 64
+	ctx := b.Context()
+	s := openStore(b, localURL(b), Options{RepairInterval: time.Hour})
+	var commit, claim, settle float64
+	gen := uint64(0)
+	for b.Loop() {
+		c := store.Commit{Source: "orders", Generation: gen}
+		for i := range batch {
+			id := fmt.Sprintf("msg_%d_%d", gen, i)
+			p := fmt.Sprintf(`{"type":"item.created","timestamp":"2026-11-27T12:00:00.123Z","data":{"id":%q,"source":"orders","key":"%d","item":%s}}`,
+				id, 100000+i, orderJSON(i))
+			c.Deliveries = append(c.Deliveries, store.Delivery{ID: id + ".app", EventID: id, Sink: "app", Source: "orders",
+				Key: strconv.Itoa(100000 + i), Created: time.Now(), Payload: json.RawMessage(p)})
+		}
+		gen++
+		t0 := evalUsec(ctx, b, s)
+		if err := s.Commit(ctx, c); err != nil {
+			b.Fatal(err)
+		}
+		t1 := evalUsec(ctx, b, s)
+		ds, err := s.Claim(ctx, "app", time.Now(), batch, time.Minute)
+		if err != nil || len(ds) != batch {
+			b.Fatalf("Claim: %d, %v", len(ds), err)
+		}
+		t2 := evalUsec(ctx, b, s)
+		if err := storetest.AckAll(ctx, s, ds); err != nil {
+			b.Fatal(err)
+		}
+		t3 := evalUsec(ctx, b, s)
+		commit, claim, settle = commit+t1-t0, claim+t2-t1, settle+t3-t2
+	}
+	n := float64(b.N) * batch
+	b.ReportMetric(commit/n, "commit-µs/delivery")
+	b.ReportMetric(claim/n, "claim-µs/delivery")
+	b.ReportMetric(settle/n, "settle-µs/delivery")
+}

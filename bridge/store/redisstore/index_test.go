@@ -120,6 +120,30 @@ func (h *countHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Pr
 	}
 }
 
+// openRepaired opens a Store under a fresh prefix whose first repair pass
+// is over, so that none runs during the test.
+func openRepaired(t *testing.T) *Store {
+	t.Helper()
+	s := openStore(t, localURL(t), Options{RepairInterval: time.Hour})
+	if _, err := s.Claim(t.Context(), "hook", time.Now(), 1, time.Minute); err != nil { // the first repair
+		t.Fatal(err)
+	}
+	s.repairs.Wait() // it runs in the background
+	return s
+}
+
+// spaced is n deliveries of src to "hook", ids src-0, src-1, ..., each of
+// an item of its own (so each is a head), due a millisecond apart from
+// first.
+func spaced(src string, n int, first time.Time) []store.Delivery {
+	ds := make([]store.Delivery, n)
+	for j := range ds {
+		ds[j] = testDelivery(fmt.Sprintf("%s-%d", src, j), "hook", src)
+		ds[j].Due = first.Add(time.Duration(j) * time.Millisecond)
+	}
+	return ds
+}
+
 // TestClaimCostIgnoresIdleSources checks that a Claim sends the same few
 // commands whether 10 or 400 other sources feed the sink.
 func TestClaimCostIgnoresIdleSources(t *testing.T) {
@@ -215,22 +239,12 @@ func TestClaimAcrossSources(t *testing.T) {
 // source, and still fills the batch source by source in the order of their
 // earliest due delivery.
 func TestClaimManySourcesInFewRoundTrips(t *testing.T) {
-	s := openStore(t, localURL(t), Options{RepairInterval: time.Hour})
+	s := openRepaired(t)
 	ctx := t.Context()
-	if _, err := s.Claim(ctx, "hook", time.Now(), 1, time.Minute); err != nil { // the first repair
-		t.Fatal(err)
-	}
-	s.repairs.Wait()
 	t0 := time.Now().Truncate(time.Millisecond).Add(-time.Hour)
 	commit := func(src string, n int, first time.Duration) {
 		t.Helper()
-		var ds []store.Delivery
-		for j := range n {
-			d := testDelivery(fmt.Sprintf("%s-%d", src, j), "hook", src)
-			d.Due = t0.Add(first + time.Duration(j)*time.Millisecond) // one item each: every one is a head
-			ds = append(ds, d)
-		}
-		if err := s.Commit(ctx, store.Commit{Source: src, Generation: 0, Deliveries: ds}); err != nil {
+		if err := s.Commit(ctx, store.Commit{Source: src, Generation: 0, Deliveries: spaced(src, n, t0.Add(first))}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -263,6 +277,42 @@ func TestClaimManySourcesInFewRoundTrips(t *testing.T) {
 		if want := i < 34; got[fmt.Sprintf("one%02d-0", i)] != want {
 			t.Errorf("one%02d-0 claimed %v, want %v (the 34 earliest of the single ones)", i, !want, want)
 		}
+	}
+}
+
+// A backlog in the source due first fills a Claim on its own: no other
+// source is counted or asked, however many are due, and the batch is that
+// source's oldest deliveries.
+func TestClaimBacklogOfOneSource(t *testing.T) {
+	s := openRepaired(t)
+	ctx := t.Context()
+	t0 := time.Now().Truncate(time.Millisecond).Add(-time.Hour)
+	if err := s.Commit(ctx, store.Commit{Source: "big", Generation: 0, Deliveries: spaced("big", 100, t0)}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 30 {
+		d := testDelivery(fmt.Sprintf("other%02d", i), "hook", fmt.Sprintf("other%02d", i))
+		d.Due = t0.Add(time.Second + time.Duration(i)*time.Millisecond)
+		if err := s.Commit(ctx, store.Commit{Source: d.Source, Generation: 0, Deliveries: []store.Delivery{d}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hook := &countHook{}
+	s.rdb.AddHook(hook)
+	got, err := s.Claim(ctx, "hook", time.Now(), 64, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for j := range 64 {
+		want = append(want, fmt.Sprintf("big-%d", j))
+	}
+	if !slices.Equal(ids(got), want) {
+		t.Errorf("Claim(64) = %q, want big's 64 oldest", ids(got))
+	}
+	// The ready index, big's claim, the index update.
+	if n := hook.n.Load(); n != 3 {
+		t.Errorf("Claim filled by one source sent %d commands, want 3", n)
 	}
 }
 

@@ -27,9 +27,11 @@ import (
 // one either. Within a source the batch is
 // oldest due first, commit order among equals; across sources it is filled
 // source by source in the order of their earliest due delivery, and then
-// sorted by due time. A page of the index costs two pipelines, however many
-// sources it names: one counts each source's due deliveries, one claims
-// (a page of one source skips the count).
+// sorted by due time. The source due first is asked for the whole batch
+// first, so a backlog in one source is claimed in one script; beyond it, a
+// page of the index costs two pipelines, however many sources it names:
+// one counts each source's due deliveries, one claims (a lone source skips
+// the count).
 // If a source fails midway, Claim returns what it claimed so far (the
 // error shows again on the next call); with nothing claimed it returns the
 // error.
@@ -52,38 +54,11 @@ func (s *Store) Claim(ctx context.Context, sink string, now time.Time, limit int
 		entries  = map[string]indexEntry{} // the last answer of each source
 		claimErr error
 	)
-	page := int64(max(limit, 16))
-	for offset := int64(0); len(hits) < limit; offset += page {
-		cands, err := s.rdb.ZRangeByScore(ctx, s.readyKey(sink), &redis.ZRangeBy{
-			Min: "-inf", Max: score(nowMs), Offset: offset, Count: page}).Result()
-		if err != nil {
-			claimErr = fmt.Errorf("read ready index: %w", err)
-			break
-		}
-		// Two pipelines for the whole page: how many are due in each
-		// source, then the claims, filled source by source in the index's
-		// order (a batch from few sources settles in few scripts). A
-		// source counted empty is still asked, for nothing: its answer
-		// refreshes its stale index entry. A lone source needs no count:
-		// it is asked for the rest.
-		counts := []int64{int64(limit - len(hits))}
-		if len(cands) > 1 {
-			if counts, err = s.dueCounts(ctx, sink, cands, nowMs); err != nil {
-				claimErr = err
-				break
-			}
-		}
-		var round []string
-		var quotas []int
-		for i, left := 0, limit-len(hits); i < len(cands) && left > 0; i++ {
-			q := int(min(counts[i], int64(left)))
-			round, quotas = append(round, cands[i]), append(quotas, q)
-			left -= q
-		}
-		answers, err := s.claimRound(ctx, sink, round, quotas, nowMs, untilMs)
+	// collect keeps what a round claimed, even from a source whose answer
+	// partly failed: those deliveries are hidden now. It reports whether
+	// Claim should stop.
+	collect := func(answers []claimAnswer, err error) bool {
 		for _, a := range answers {
-			// Keep what a source claimed even when part of its answer
-			// failed: those deliveries are hidden now.
 			if a.entry.source != "" {
 				entries[a.source] = a.entry
 			}
@@ -95,10 +70,51 @@ func (s *Store) Claim(ctx context.Context, sink string, now time.Time, limit int
 		if err != nil && claimErr == nil {
 			claimErr = err
 		}
-		if claimErr != nil {
+		return claimErr != nil || len(hits) >= limit
+	}
+	page := int64(max(limit, 16))
+	for offset := int64(0); len(hits) < limit; offset += page {
+		cands, err := s.rdb.ZRangeByScore(ctx, s.readyKey(sink), &redis.ZRangeBy{
+			Min: "-inf", Max: score(nowMs), Offset: offset, Count: page}).Result()
+		if err != nil {
+			claimErr = fmt.Errorf("read ready index: %w", err)
 			break
 		}
-		if int64(len(cands)) < page {
+		last := int64(len(cands)) < page
+		// The source due first is asked for everything first: when it
+		// has enough (a backlog), nothing else is read.
+		if offset == 0 && len(cands) > 0 {
+			if collect(s.claimRound(ctx, sink, cands[:1], []int{limit - len(hits)}, nowMs, untilMs)) {
+				break
+			}
+			cands = cands[1:]
+		}
+		// Two pipelines for the rest of the page: how many are due in
+		// each source, then the claims, filled source by source in the
+		// index's order (a batch from few sources settles in few
+		// scripts). A source counted empty is still asked, for nothing:
+		// its answer refreshes its stale index entry. A lone source
+		// needs no count: it is asked for the rest.
+		if len(cands) > 0 {
+			counts := []int64{int64(limit - len(hits))}
+			if len(cands) > 1 {
+				if counts, err = s.dueCounts(ctx, sink, cands, nowMs); err != nil {
+					claimErr = err
+					break
+				}
+			}
+			var round []string
+			var quotas []int
+			for i, left := 0, limit-len(hits); i < len(cands) && left > 0; i++ {
+				q := int(min(counts[i], int64(left)))
+				round, quotas = append(round, cands[i]), append(quotas, q)
+				left -= q
+			}
+			if collect(s.claimRound(ctx, sink, round, quotas, nowMs, untilMs)) {
+				break
+			}
+		}
+		if last {
 			break
 		}
 	}

@@ -152,14 +152,8 @@ func benchClaimSettle(b *testing.B, s store.Store) {
 		if err != nil || len(ds) != batch {
 			b.Fatalf("Claim: %d, %v", len(ds), err)
 		}
-		outcomes := make([]store.Outcome, len(ds))
-		for i, d := range ds {
-			outcomes[i] = store.Outcome{Op: store.OpAck, Delivery: d}
-		}
-		for _, err := range s.Settle(ctx, outcomes) {
-			if err != nil {
-				b.Fatal(err)
-			}
+		if err := AckAll(ctx, s, ds); err != nil {
+			b.Fatal(err)
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/batch, "ns/delivery")

@@ -16,6 +16,21 @@ func Ack(ctx context.Context, s store.Store, d store.Delivery) error {
 	return settleOne(ctx, s, store.Outcome{Op: store.OpAck, Delivery: d})
 }
 
+// AckAll acks every delivery of ds in one Settle call and returns the
+// first error.
+func AckAll(ctx context.Context, s store.Store, ds []store.Delivery) error {
+	outcomes := make([]store.Outcome, len(ds))
+	for i, d := range ds {
+		outcomes[i] = store.Outcome{Op: store.OpAck, Delivery: d}
+	}
+	for i, err := range s.Settle(ctx, outcomes) {
+		if err != nil {
+			return fmt.Errorf("ack %s: %w", ds[i].ID, err)
+		}
+	}
+	return nil
+}
+
 // Retry records a failed attempt of d, to be attempted again at due (now
 // when zero), with d's Attempts and LastError: Settle of one OpRetry
 // outcome. It returns that outcome's error.
