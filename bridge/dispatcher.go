@@ -57,53 +57,83 @@ func (d *dispatcher) run(ctx, sendCtx context.Context, workers *workers) {
 	slots := make(chan struct{}, max(d.cfg.Concurrency, 1))
 	rec := newRecorder(d.store, d.log, cap(slots))
 	var inflight sync.WaitGroup
-	defer rec.close() // after the deliveries in flight: their outcomes land
+	var next *claimAhead // the next batch, claimed while this one is sent
+	defer rec.close()    // after the deliveries in flight: their outcomes land
 	defer inflight.Wait()
+	defer func() { // run ended before sending a batch claimed ahead
+		if next != nil {
+			batch, _, _ := next.wait()
+			d.handBack(rec, batch)
+		}
+	}()
 	for {
 		select {
 		case slots <- struct{}{}:
 		case <-ctx.Done():
 			return
 		}
-		// Only this loop takes slots, so the free ones stay free. While
-		// the sink is healthy, claim up to two more batches ahead: they
-		// are sent as slots free up, so one claim (a store write) serves
-		// many deliveries instead of the one or two slots freed meanwhile.
-		// A rate-limited sink claims no further than its free slots,
-		// and only as many as the limiter lets go now (below).
-		free := 1 + cap(slots) - len(slots)
-		want := free + 2*cap(slots)
-		if d.limit != nil {
-			want = free
-		}
-		n, probe, wait := d.gate.admit(time.Now(), want)
-		if n == 0 {
-			<-slots
-			if !d.waitForWork(ctx, wait) {
-				return
-			}
-			continue
-		}
-		if d.limit != nil {
-			// The rate limit is paid before claiming, never while a
-			// claim is held: a long wait must not outlast the lease.
-			if d.limit.Wait(ctx) != nil {
-				if probe {
-					d.gate.release()
-				}
-				return
-			}
-			if !probe && !d.gate.active() { // paused meanwhile
+		// Only this loop takes slots, so the free ones stay free. The
+		// first free slots are sent to at once; the deliveries beyond
+		// them are claimed ahead and wait for slots (takeSlot).
+		var (
+			batch       []store.Delivery
+			err         error
+			want, free  int
+			probe, full bool
+		)
+		if next != nil {
+			// Claimed while the previous batch was sent: every slot
+			// was taken then, so all of it is claimed ahead.
+			batch, want, err = next.wait()
+			next = nil
+			if err == nil && len(batch) > 0 && !d.gate.active() {
+				// Paused, or the circuit opened meanwhile.
 				<-slots
+				d.handBack(rec, batch)
 				continue
 			}
-			extra := min(n-1, int(d.limit.Tokens()))
-			if extra > 0 && !d.limit.AllowN(time.Now(), extra) {
-				extra = 0
+		} else {
+			// While the sink is healthy, claim up to two more batches
+			// ahead: they are sent as slots free up, so one claim (a
+			// store write) serves many deliveries instead of the one or
+			// two slots freed meanwhile. A rate-limited sink claims no
+			// further than its free slots, and only as many as the
+			// limiter lets go now (below).
+			free = 1 + cap(slots) - len(slots)
+			want = free + 2*cap(slots)
+			if d.limit != nil {
+				want = free
 			}
-			n = 1 + extra
+			var wait time.Duration
+			want, probe, wait = d.gate.admit(time.Now(), want)
+			if want == 0 {
+				<-slots
+				if !d.waitForWork(ctx, wait) {
+					return
+				}
+				continue
+			}
+			if d.limit != nil {
+				// The rate limit is paid before claiming, never while a
+				// claim is held: a long wait must not outlast the lease.
+				if d.limit.Wait(ctx) != nil {
+					if probe {
+						d.gate.release()
+					}
+					return
+				}
+				if !probe && !d.gate.active() { // paused meanwhile
+					<-slots
+					continue
+				}
+				extra := min(want-1, int(d.limit.Tokens()))
+				if extra > 0 && !d.limit.AllowN(time.Now(), extra) {
+					extra = 0
+				}
+				want = 1 + extra
+			}
+			batch, err = d.store.Claim(ctx, d.cfg.Name, time.Now(), want, d.lease())
 		}
-		batch, err := d.store.Claim(ctx, d.cfg.Name, time.Now(), n, d.lease())
 		d.reportStoreErr(err)
 		if err != nil || len(batch) == 0 {
 			<-slots
@@ -115,13 +145,18 @@ func (d *dispatcher) run(ctx, sendCtx context.Context, workers *workers) {
 			}
 			continue
 		}
+		// A full batch suggests more is due: the next claim then runs
+		// while the last slots' worth of this one is sent, instead of
+		// after it, when the slots freed meanwhile would sit idle.
+		full = len(batch) == want && d.limit == nil && !probe
 		for i, dl := range batch {
+			if full && next == nil && len(batch)-i == cap(slots) && d.gate.active() {
+				next = d.claimNext(ctx, slots)
+			}
 			if i > 0 && !d.takeSlot(ctx, slots, i >= free) {
 				// Shutdown, a pause or an open circuit: hand the rest
 				// back unchanged, claimable again at once.
-				for _, back := range batch[i:] {
-					rec.record(store.Outcome{Op: store.OpRetry, Delivery: back, Due: time.Now()})
-				}
+				d.handBack(rec, batch[i:])
 				break
 			}
 			inflight.Add(1)
@@ -131,6 +166,44 @@ func (d *dispatcher) run(ctx, sendCtx context.Context, workers *workers) {
 				d.deliver(sendCtx, rec, dl)
 			})
 		}
+	}
+}
+
+// claimAhead is a Claim running in the background for the batch after the
+// one being sent.
+type claimAhead struct {
+	done  chan struct{}
+	want  int
+	batch []store.Delivery
+	err   error
+}
+
+// claimNext starts claiming the next batch while the last slots' worth of
+// the current one (cap(slots) deliveries) waits to be sent. It claims as
+// many as that and the free slots: the last of them starts after at most
+// 2×cap(slots) attempts finish, as in a batch claimed at once (see run),
+// so none waits much longer for its slot than its lease allows.
+func (d *dispatcher) claimNext(ctx context.Context, slots chan struct{}) *claimAhead {
+	a := &claimAhead{done: make(chan struct{}), want: 2*cap(slots) - len(slots)}
+	go func() {
+		defer close(a.done)
+		a.batch, a.err = d.store.Claim(ctx, d.cfg.Name, time.Now(), a.want, d.lease())
+	}()
+	return a
+}
+
+// wait waits for the claim and returns its batch, how many it asked for
+// and its error.
+func (a *claimAhead) wait() ([]store.Delivery, int, error) {
+	<-a.done
+	return a.batch, a.want, a.err
+}
+
+// handBack returns claimed deliveries to the outbox unchanged, claimable
+// again at once.
+func (d *dispatcher) handBack(rec *recorder, batch []store.Delivery) {
+	for _, dl := range batch {
+		rec.record(store.Outcome{Op: store.OpRetry, Delivery: dl, Due: time.Now()})
 	}
 }
 

@@ -5,10 +5,13 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/pollbridge/pollbridge/bridge"
+	"github.com/pollbridge/pollbridge/bridge/internal/enginetest"
+	"github.com/pollbridge/pollbridge/bridge/store"
 )
 
 // A receiver that keeps failing opens the circuit: no attempt reaches it
@@ -97,13 +100,7 @@ func TestEngineSinkRateLimit(t *testing.T) {
 	if took := time.Since(committed); took < 900*time.Millisecond {
 		t.Errorf("%d events delivered in %v with rate_limit 10/s and burst 2; want about 1s or more", events, took)
 	}
-	ids := map[string]bool{}
-	for _, d := range r.deliveries() {
-		if ids[d.ID] {
-			t.Errorf("event %s delivered twice", d.ID)
-		}
-		ids[d.ID] = true
-	}
+	deliveredOnce(t, r.deliveries())
 }
 
 // Deliveries claimed ahead of the free slots go back to the outbox when the
@@ -157,11 +154,122 @@ func TestEnginePauseHandsBackClaimedAhead(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, "every event delivered after resuming", func() bool { return len(r.deliveries()) == events })
+	deliveredOnce(t, r.deliveries())
+}
+
+// deliveredOnce fails the test for every event that arrived twice.
+func deliveredOnce(t *testing.T, ds []delivery) {
+	t.Helper()
 	seen := map[string]bool{}
-	for _, d := range r.deliveries() {
+	for _, d := range ds {
 		if seen[d.ID] {
 			t.Errorf("event %s delivered twice", d.ID)
 		}
 		seen[d.ID] = true
+	}
+}
+
+// claimWatch counts the Claim calls to a real store that claimed something.
+type claimWatch struct {
+	store.Store
+	claims atomic.Int32
+}
+
+func (c *claimWatch) Claim(ctx context.Context, sink string, now time.Time, n int, lease time.Duration) ([]store.Delivery, error) {
+	ds, err := c.Store.Claim(ctx, sink, now, n, lease)
+	if len(ds) > 0 {
+		c.claims.Add(1)
+	}
+	return ds, err
+}
+
+// startWatched runs an engine whose store counts its claims.
+func startWatched(t *testing.T, yamlText string) (*harness, *claimWatch) {
+	t.Helper()
+	var w *claimWatch
+	h := &harness{enginetest.BuildWith(t, yamlText, bridge.Options{}, func(st store.Store) store.Store {
+		w = &claimWatch{Store: st}
+		return w
+	})}
+	h.Run()
+	return h, w
+}
+
+// queueBlocked commits events for a sink of concurrency 2 whose receiver
+// holds every request until the test lets it go (a send on the returned
+// channel lets one go), and waits for the first two requests. The
+// dispatcher has claimed six then: two sent, four claimed ahead.
+func queueBlocked(t *testing.T, events int) (*harness, *receiver, *claimWatch, chan struct{}) {
+	a, r := newAPI(t), newReceiver(t)
+	cfg := strings.Replace(oneSource(a.URL, r.URL, ""), "retry: {initial_backoff: 20ms, max_backoff: 100ms}",
+		"retry: {initial_backoff: 20ms, max_backoff: 100ms}\n    concurrency: 2", 1)
+	h, w := startWatched(t, cfg)
+	h.poll(t, "orders")
+	block := make(chan struct{})
+	r.mu.Lock()
+	r.block = block
+	r.mu.Unlock()
+	for i := range events {
+		a.set(fmt.Sprint(i), nil)
+	}
+	h.poll(t, "orders")
+	eventually(t, "the first two attempts to reach the receiver", func() bool { return r.requests() == 2 })
+	if n := w.claims.Load(); n != 1 {
+		t.Fatalf("%d claims before any attempt finished, want 1", n)
+	}
+	return h, r, w, block
+}
+
+// requests is how many requests reached the receiver, finished or not.
+func (r *receiver) requests() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.arrived
+}
+
+// When a batch has its last slots' worth of deliveries left to send, the
+// next batch is claimed at once, while they wait for their slots: the slots
+// that free up meanwhile need not wait for a store round trip. Every event
+// still arrives once.
+func TestEngineClaimsNextBatchWhileSending(t *testing.T) {
+	const events = 20
+	h, r, w, block := queueBlocked(t, events)
+	block <- struct{}{} // two attempts finish: two of the four claimed ahead go out,
+	block <- struct{}{} // and two are left, one slots' worth
+	eventually(t, "the next batch to be claimed", func() bool { return w.claims.Load() == 2 })
+	if n := r.requests(); n != 4 {
+		t.Errorf("the next batch was claimed after %d requests, want 4 (before the last two of the batch got slots)", n)
+	}
+	close(block)
+	eventually(t, "every event delivered", func() bool { return len(r.deliveries()) == events })
+	deliveredOnce(t, r.deliveries())
+	h.stop(t)
+}
+
+// A batch claimed ahead that shutdown leaves unsent goes back to the
+// outbox, claimable at once by the next run rather than after its lease.
+func TestEngineShutdownHandsBackNextBatch(t *testing.T) {
+	const events = 20
+	h, r, w, block := queueBlocked(t, events)
+	block <- struct{}{}
+	block <- struct{}{}
+	eventually(t, "the next batch to be claimed", func() bool { return w.claims.Load() == 2 })
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		h.stop(t)
+	}()
+	close(block) // the attempts in flight finish within the grace period
+	<-stopped
+	left := events - len(r.deliveries())
+	if left <= 0 {
+		t.Fatalf("all %d events were delivered before shutdown; the test needs some left", events)
+	}
+	claimed, err := h.Store.Claim(context.Background(), "app", time.Now(), events, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(claimed) != left {
+		t.Errorf("after shutdown %d of the %d undelivered events are claimable at once, want all", len(claimed), left)
 	}
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/pollbridge/pollbridge/bridge"
 	"github.com/pollbridge/pollbridge/bridge/config"
+	"github.com/pollbridge/pollbridge/bridge/store"
 	"github.com/pollbridge/pollbridge/bridge/store/boltstore"
 	"github.com/pollbridge/pollbridge/sinks"
 	"github.com/pollbridge/pollbridge/sources"
@@ -35,6 +36,14 @@ type Daemon struct {
 // to stderr; IdleWait defaults to 10 ms. The store is closed when the test
 // ends.
 func Build(t *testing.T, yamlText string, opts bridge.Options) *Daemon {
+	t.Helper()
+	return BuildWith(t, yamlText, opts, nil)
+}
+
+// BuildWith is Build with the engine's store wrapped by wrap (nil: none),
+// so that a test can watch the calls the engine makes. Daemon.Store stays
+// the bbolt store underneath.
+func BuildWith(t *testing.T, yamlText string, opts bridge.Options, wrap func(store.Store) store.Store) *Daemon {
 	t.Helper()
 	yamlText = strings.ReplaceAll(yamlText, "STATE_PATH", t.TempDir()+"/state.db")
 	cfg, err := config.Parse("test.yaml", []byte(yamlText), func(string) (string, bool) { return "", false })
@@ -64,7 +73,11 @@ func Build(t *testing.T, yamlText string, opts bridge.Options) *Daemon {
 	if opts.IdleWait == 0 {
 		opts.IdleWait = 10 * time.Millisecond
 	}
-	eng, err := bridge.New(cfg, st, srcs, snks, opts)
+	var engStore store.Store = st
+	if wrap != nil {
+		engStore = wrap(st)
+	}
+	eng, err := bridge.New(cfg, engStore, srcs, snks, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
