@@ -324,27 +324,15 @@ func (e *env) startFloor(ctx context.Context, name string, args []string) (*chil
 	return c, nil
 }
 
-// runPacedFloor runs the poll or cond floor against api for window, one
-// source per offset (each ticking on its offset), after letting it warm
-// up for two ticks, and measures it like pollbridge.
-func (e *env) runPacedFloor(ctx context.Context, api *apiChild, mode string, interval, window time.Duration, offsets []time.Duration) (floorRun, error) {
+// startPacedFloor starts the poll or cond floor against api, one source
+// per offset (each ticking on its offset). Stop it when done.
+func (e *env) startPacedFloor(ctx context.Context, api *apiChild, mode string, interval time.Duration, offsets []time.Duration) (*child, error) {
 	offs := make([]string, len(offsets))
 	for i, o := range offsets {
 		offs[i] = strconv.FormatInt(int64(o), 10)
 	}
-	c, err := e.startFloor(ctx, mode, []string{"-mode", mode, "-api", api.url, "-sources", itoa(len(offsets)),
+	return e.startFloor(ctx, mode, []string{"-mode", mode, "-api", api.url, "-sources", itoa(len(offsets)),
 		"-interval", interval.String(), "-offsets", strings.Join(offs, ",")})
-	if err != nil {
-		return floorRun{}, err
-	}
-	defer func() { _ = c.stop(5 * time.Second) }()
-	// Two ticks of warm-up (connections, ETags), then a window that starts
-	// half-way between ticks.
-	t0 := time.Now().Truncate(interval).Add(2*interval + interval/2)
-	if err := sleepUntil(ctx, t0); err != nil {
-		return floorRun{}, err
-	}
-	return e.measureWindow(ctx, api, c, classFloor, window)
 }
 
 // measureWindow measures the CPU of c and of the API, and the requests of

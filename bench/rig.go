@@ -63,7 +63,8 @@ type rig struct {
 	pb       *pollbridge
 	cfg      pbConfig
 	cfgPath  string
-	peakRSS  int64 // pollbridge's VmHWM, read when it stops
+	peakRSS  int64  // pollbridge's VmHWM, read when it stops
+	floor    *child // a paced floor measured in pollbridge's windows; nil: none
 }
 
 // newRig starts the load API and the receiver, writes and validates the
@@ -198,10 +199,11 @@ type window struct {
 	t0, t1        time.Time
 	wall          time.Duration
 	pbCPU, apiCPU float64
-	selfCPU       float64 // the harness: receiver, Redis proxy
-	machineBusy   float64 // CPU seconds the machine was busy, all processes
-	redisCPU      float64 // Redis server's (INFO used_cpu_user + sys); 0 for bolt
-	polls, notMod int64   // first pages served to pollbridge; 304s among them
+	selfCPU       float64  // the harness: receiver, Redis proxy
+	machineBusy   float64  // CPU seconds the machine was busy, all processes
+	redisCPU      float64  // Redis server's (INFO used_cpu_user + sys); 0 for bolt
+	polls, notMod int64    // first pages served to pollbridge; 304s among them
+	floor         floorRun // the rig's floor over the same window, if it has one
 	newConns      int64
 	m0, m1        scrape // /metrics just before and just after
 	rc0, rc1      redisCounts
@@ -244,7 +246,11 @@ func (r *rig) measure(ctx context.Context, interval, length time.Duration, offse
 	if err != nil {
 		return nil, err
 	}
-	m, err := r.e.proc.startCPU(r.pb.pid(), r.api.pid(), os.Getpid())
+	pids := []int{r.pb.pid(), r.api.pid(), os.Getpid()}
+	if r.floor != nil {
+		pids = append(pids, r.floor.pid())
+	}
+	m, err := r.e.proc.startCPU(pids...)
 	if err != nil {
 		return nil, err
 	}
@@ -286,6 +292,10 @@ func (r *rig) measure(ctx context.Context, interval, length time.Duration, offse
 	}
 	d := c1.delta(c0, classPollbridge)
 	w.polls, w.notMod, w.newConns = d.FirstPages, d.NotModified, c1.NewConns-c0.NewConns
+	if r.floor != nil {
+		// The API's CPU and new connections are for both clients.
+		w.floor = floorRun{CPU: cpu[3], APICPU: w.apiCPU, Wall: wall, Polls: c1.delta(c0, classFloor).FirstPages, NewConns: w.newConns}
+	}
 	if w.m1, err = r.pb.metrics(ctx); err != nil {
 		return nil, err
 	}
@@ -370,6 +380,9 @@ func (w *window) machineRows(res *result) {
 	secs := w.wall.Seconds()
 	res.add(fmt.Sprintf("machine CPU busy, every process (of %d cores; /proc/stat, tick-sampled)", runtime.NumCPU()), w.machineBusy/secs, "cores")
 	res.add("of which: the load API", w.apiCPU/secs, "cores")
+	if w.floor.Wall > 0 {
+		res.add("of which: the floor, beside pollbridge", w.floor.CPU/secs, "cores")
+	}
 	res.add("of which: the harness (receiver, Redis proxy)", w.selfCPU/secs, "cores")
 	if w.redisCPU > 0 {
 		res.add("of which: Redis (shared server)", w.redisCPU/secs, "cores")
