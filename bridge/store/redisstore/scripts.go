@@ -260,10 +260,10 @@ local function one(op, id, attempts, at, atMs, lastErr)
   if f[6] ~= sink then return 'sink:' .. f[6], false end
   if f[4] ~= '' then return 'dead', false end
   local m, fm = member(f[1], id), fmember(f[10], f[1], id)
-  local head = redis.call('ZSCORE', KEYS[3], m) and true or false
-  local waits = (not head) and redis.call('ZSCORE', KEYS[5], fm) and true or false
   local was = retrying(f[2]) and 1 or 0
   if op == 'retry' then
+    local head = redis.call('ZSCORE', KEYS[3], m)
+    local waits = (not head) and redis.call('ZSCORE', KEYS[5], fm)
     f[2], f[3], f[5] = attempts, at, lastErr
     redis.call('HSET', KEYS[2], id, build(f))
     if not waits then redis.call('ZADD', KEYS[3], atMs, m) end
@@ -271,8 +271,10 @@ local function one(op, id, attempts, at, atMs, lastErr)
     counter(KEYS[1], sink, (retrying(f[2]) and 1 or 0) - was)
     return 'ok', true
   end
-  redis.call('ZREM', KEYS[3], m)
-  redis.call('ZREM', KEYS[5], fm)
+  -- A head is in the due ZSET; a delivery waiting behind one is only in
+  -- the FIFO. What ZREM removed says which (one call fewer than asking).
+  local head = redis.call('ZREM', KEYS[3], m) == 1
+  local waits = redis.call('ZREM', KEYS[5], fm) == 1 and not head
   redis.call('ZREM', KEYS[6], m)
   if waits then waiting(KEYS[1], sink, -1) end
   counter(KEYS[1], sink, -was)

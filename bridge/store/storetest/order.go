@@ -259,6 +259,24 @@ func testOrderPromotionKeepsOwnDue(t *testing.T, s store.Store) {
 	}
 }
 
+// A delivery settled while it waits behind its item's head (an outcome
+// from a worker whose claim another replay or replica overtook) leaves the
+// counts and the order as if it had never been queued: acked, it is gone;
+// buried, it is dead; the head goes on.
+func testOrderSettleWaiting(t *testing.T, s store.Store) {
+	commitTo(t, s, "src", ofItem("a1", "A"), ofItem("a2", "A"), ofItem("a3", "A"))
+	wantStats(t, s, "hook", store.SinkStats{Pending: 3})
+	mustAck(t, s, ofItem("a2", "A"))
+	wantStats(t, s, "hook", store.SinkStats{Pending: 2})
+	mustBury(t, s, ofItem("a3", "A"))
+	wantStats(t, s, "hook", store.SinkStats{Pending: 1, Dead: 1})
+	got := mustClaim(t, s, "hook", time.Now(), 10, time.Hour)
+	wantIDs(t, "Claim", got, "a1")
+	mustAck(t, s, got[0])
+	wantStats(t, s, "hook", store.SinkStats{Dead: 1})
+	wantIDs(t, "Claim after the head's ack", mustClaim(t, s, "hook", time.Now(), 10, time.Hour))
+}
+
 // testOrderStatsCountsWaiting: waiting deliveries count as Pending.
 func testOrderStatsCountsWaiting(t *testing.T, s store.Store) {
 	commitTo(t, s, "src", ofItem("a1", "A"), ofItem("a2", "A"), ofItem("a3", "A"), ofItem("b1", "B"))

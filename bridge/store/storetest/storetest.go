@@ -77,6 +77,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"OrderIsPerSinkAndItem", testOrderIsPerSink},
 		{"OrderPromotionKeepsOwnDue", testOrderPromotionKeepsOwnDue},
 		{"OrderStatsCountWaiting", testOrderStatsCountsWaiting},
+		{"OrderSettleWaiting", testOrderSettleWaiting},
 		{"OrderConcurrentWorkers", testOrderConcurrentWorkers},
 		{"LiveListsEveryStateButDoneAndDead", testLiveStates},
 		{"LiveOrdersByDue", testLiveOrderByDue},
