@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -18,11 +19,13 @@ type indexEntry struct {
 	source, sink, version, earliest string
 }
 
-// syncIndex records entries in their sinks' ready indexes, in one pipeline,
-// and adds the register sources to the set of known sources. An entry older
-// than the one recorded is ignored, so concurrent syncs of one pair converge
-// on the newest state whatever order they arrive in.
+// syncIndex records entries, and the lagging ones claims left, in their
+// sinks' ready indexes, in one pipeline, and adds the register sources to
+// the set of known sources. An entry older than the one recorded is
+// ignored, so concurrent syncs of one pair converge on the newest state
+// whatever order they arrive in.
 func (s *Store) syncIndex(ctx context.Context, entries []indexEntry, register ...string) error {
+	entries = append(s.takeLagging(), entries...)
 	if len(entries) == 0 && len(register) == 0 {
 		return nil
 	}
@@ -30,17 +33,68 @@ func (s *Store) syncIndex(ctx context.Context, entries []indexEntry, register ..
 		for _, src := range register {
 			p.SAdd(ctx, s.sourcesKey(), src)
 		}
-		for _, e := range entries {
-			if e.version == "" {
-				continue
-			}
-			s.sc.sync.EvalSha(ctx, p, []string{s.readyKey(e.sink), s.readyVerKey(e.sink)}, e.source, e.version, e.earliest)
-		}
+		s.queueSync(ctx, p, entries)
 	})
 	if err != nil {
 		return fmt.Errorf("update ready index: %w", err)
 	}
 	return nil
+}
+
+// queueSync adds the sync script of each entry to p.
+func (s *Store) queueSync(ctx context.Context, p redis.Pipeliner, entries []indexEntry) {
+	for _, e := range entries {
+		if e.version == "" {
+			continue
+		}
+		s.sc.sync.EvalSha(ctx, p, []string{s.readyKey(e.sink), s.readyVerKey(e.sink)}, e.source, e.version, e.earliest)
+	}
+}
+
+// lag keeps a claim's index entries for a later round trip (see
+// Store.lagging); of one pair, the later claim's.
+func (s *Store) lag(entries []indexEntry) {
+	if len(entries) == 0 {
+		return
+	}
+	s.laggingMu.Lock()
+	defer s.laggingMu.Unlock()
+	if s.lagging == nil {
+		s.lagging = map[[2]string]indexEntry{}
+	}
+	for _, e := range entries {
+		s.lagging[[2]string{e.source, e.sink}] = e
+	}
+}
+
+// takeLagging returns the lagging entries and forgets them: whoever takes
+// them writes them (a failed write is left to the repair pass).
+func (s *Store) takeLagging() []indexEntry {
+	s.laggingMu.Lock()
+	defer s.laggingMu.Unlock()
+	if len(s.lagging) == 0 {
+		return nil
+	}
+	out := slices.Collect(maps.Values(s.lagging))
+	clear(s.lagging)
+	return out
+}
+
+// readyPage reads one page of sink's ready index, the sources with
+// deliveries due at nowMs, earliest first; the lagging entries are written
+// first, in the same round trip.
+func (s *Store) readyPage(ctx context.Context, sink string, nowMs, offset, count int64) ([]string, error) {
+	by := &redis.ZRangeBy{Min: "-inf", Max: score(nowMs), Offset: offset, Count: count}
+	lagging := s.takeLagging()
+	if len(lagging) == 0 {
+		return s.rdb.ZRangeByScore(ctx, s.readyKey(sink), by).Result()
+	}
+	var page *redis.StringSliceCmd
+	_, _ = s.pipeScripts(ctx, func(p redis.Pipeliner) {
+		s.queueSync(ctx, p, lagging)
+		page = p.ZRangeByScore(ctx, s.readyKey(sink), by)
+	})
+	return page.Result()
 }
 
 // maybeRepair starts the repair pass when this Store's turn has come (at

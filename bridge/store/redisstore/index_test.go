@@ -310,9 +310,69 @@ func TestClaimBacklogOfOneSource(t *testing.T) {
 	if !slices.Equal(ids(got), want) {
 		t.Errorf("Claim(64) = %q, want big's 64 oldest", ids(got))
 	}
-	// The ready index, big's claim, the index update.
-	if n := hook.n.Load(); n != 3 {
-		t.Errorf("Claim filled by one source sent %d commands, want 3", n)
+	// The ready index and big's claim; the index update waits for the
+	// next round trip (TestClaimIndexUpdateLags).
+	if n := hook.n.Load(); n != 2 {
+		t.Errorf("Claim filled by one source sent %d commands, want 2", n)
+	}
+}
+
+// A Claim's ready index update goes with the next round trip that touches
+// the index, or at Close: until then the index shows the source's earlier
+// due time (a probe for nothing at most), never a later one.
+func TestClaimIndexUpdateLags(t *testing.T) {
+	other := openRepaired(t) // reads the index at the end, and cleans up
+	ctx := t.Context()
+	s, err := Open(ctx, Options{URL: localURL(t), Prefix: other.prefix, RepairInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	t0 := time.Now().Truncate(time.Millisecond).Add(-time.Hour)
+	for _, src := range []string{"a", "b"} {
+		if err := s.Commit(ctx, store.Commit{Source: src, Generation: 0, Deliveries: spaced(src, 10, t0)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	indexed := func(src string) float64 {
+		t.Helper()
+		v, err := s.rdb.ZScore(ctx, s.readyKey("hook"), src).Result()
+		if err != nil {
+			t.Fatalf("ready index entry of %s: %v", src, err)
+		}
+		return v
+	}
+	ms := func(at time.Time) float64 { return float64(at.UnixMilli()) }
+	if got, err := s.Claim(ctx, "hook", time.Now(), 4, time.Minute); err != nil || len(got) != 4 {
+		t.Fatalf("Claim(4) = %q, %v", ids(got), err)
+	}
+	if v := indexed("a"); v != ms(t0) {
+		t.Errorf("right after the claim, a is indexed at %v, want its earlier due %v", v, ms(t0))
+	}
+	// The next Claim writes it with its first round trip, and sees it.
+	hook := &countHook{}
+	s.rdb.AddHook(hook)
+	got, err := s.Claim(ctx, "hook", time.Now(), 20, time.Minute)
+	if err != nil || len(got) != 16 {
+		t.Fatalf("second Claim = %q, %v; want the 16 left", ids(got), err)
+	}
+	if v, want := indexed("a"), ms(t0.Add(4*time.Millisecond)); v != want {
+		t.Errorf("after the second claim a is indexed at %v, want %v (what the first claim left due)", v, want)
+	}
+	// The index with the update, a's claim (short), the count of b's, b's.
+	if n := hook.trips.Load(); n != 4 {
+		t.Errorf("the second Claim took %d round trips, want 4", n)
+	}
+	// Close writes what the last claim left: nothing is due before the
+	// leases end.
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, src := range []string{"a", "b"} {
+		v, err := other.rdb.ZScore(ctx, other.readyKey("hook"), src).Result()
+		if err != nil || v <= ms(time.Now()) {
+			t.Errorf("after Close, %s is indexed at %v (%v), want its leases' end", src, v, err)
+		}
 	}
 }
 

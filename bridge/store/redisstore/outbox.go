@@ -74,8 +74,7 @@ func (s *Store) Claim(ctx context.Context, sink string, now time.Time, limit int
 	}
 	page := int64(max(limit, 16))
 	for offset := int64(0); len(hits) < limit; offset += page {
-		cands, err := s.rdb.ZRangeByScore(ctx, s.readyKey(sink), &redis.ZRangeBy{
-			Min: "-inf", Max: score(nowMs), Offset: offset, Count: page}).Result()
+		cands, err := s.readyPage(ctx, sink, nowMs, offset, page)
 		if err != nil {
 			claimErr = fmt.Errorf("read ready index: %w", err)
 			break
@@ -118,9 +117,9 @@ func (s *Store) Claim(ctx context.Context, sink string, now time.Time, limit int
 			break
 		}
 	}
-	// The claims are made; an index left behind costs a wasted probe at
-	// most, and the repair pass fixes it.
-	_ = s.syncIndex(ctx, slices.Collect(maps.Values(entries)))
+	// The claims are made. Their index entries can wait for the next
+	// round trip (see Store.lagging).
+	s.lag(slices.Collect(maps.Values(entries)))
 	if len(hits) == 0 && claimErr != nil {
 		return nil, fmt.Errorf("claim: %w", claimErr)
 	}

@@ -82,6 +82,14 @@ type Store struct {
 	// tickKeys caches, per source name, the key names StartPolls sends for
 	// every tick (a *tickKeys).
 	tickKeys sync.Map
+	// lagging holds the ready index entries of claims, not yet written:
+	// a claim only moves its source's earliest due later, so until they
+	// are written the index sends a claim to probe a source for nothing
+	// at most. The next round trip that touches the index (a Claim's
+	// first, a commit's or a settle's update) writes them too, and Close
+	// does.
+	laggingMu sync.Mutex
+	lagging   map[[2]string]indexEntry // by source and sink
 }
 
 var _ store.Store = (*Store)(nil)
@@ -195,6 +203,9 @@ func (s *Store) Ping(ctx context.Context) error {
 func (s *Store) Close() error {
 	s.stop()
 	s.repairs.Wait()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	_ = s.syncIndex(ctx, nil) // the lagging entries; else repaired later
+	cancel()
 	if err := s.rdb.Close(); err != nil {
 		return fmt.Errorf("close redis store: %w", err)
 	}
