@@ -73,7 +73,10 @@
 // unless a newer version is recorded already. Concurrent updates therefore
 // converge on the newest state in any order, and an index score that is too
 // low (after an ack or burial that made no waiting delivery due, which skip
-// the update) costs one wasted probe that corrects it.
+// the update) costs one wasted probe that corrects it. A claim, which only
+// raises scores, does not wait for its update either: the Store keeps it
+// and sends it with its next round trip that touches the index (the next
+// Claim's read of it, a commit's or a settle's update) or at Close.
 //
 // A replica that dies between a commit (or retry, replay, claim, or an ack
 // or burial that made a waiting delivery due) and its index update leaves the
