@@ -8,7 +8,7 @@
 //
 // # Running it
 //
-//	go run ./bench                                   # every scenario, bolt and redis (about 10 minutes)
+//	go run ./bench                                   # every scenario, bolt and redis (about 3.5 minutes)
 //	go run ./bench -quick                            # about 1/10 scale, a smoke run (under 3 minutes)
 //	go run ./bench -scenario unchanged -backend bolt -quick
 //	go run ./bench -scenario fleet,drain -json out.json

@@ -335,31 +335,6 @@ func (e *env) startPacedFloor(ctx context.Context, api *apiChild, mode string, i
 		"-interval", interval.String(), "-offsets", strings.Join(offs, ",")})
 }
 
-// measureWindow measures the CPU of c and of the API, and the requests of
-// class, over window from now.
-func (e *env) measureWindow(ctx context.Context, api *apiChild, c *child, class string, window time.Duration) (floorRun, error) {
-	c0, err := api.counters(ctx)
-	if err != nil {
-		return floorRun{}, err
-	}
-	m, err := e.proc.startCPU(c.pid(), api.pid())
-	if err != nil {
-		return floorRun{}, err
-	}
-	if err := sleepUntil(ctx, time.Now().Add(window)); err != nil {
-		return floorRun{}, err
-	}
-	cpu, wall, err := m.stop()
-	if err != nil {
-		return floorRun{}, err
-	}
-	c1, err := api.counters(ctx)
-	if err != nil {
-		return floorRun{}, err
-	}
-	return floorRun{CPU: cpu[0], APICPU: cpu[1], Wall: wall, Polls: c1.delta(c0, class).FirstPages, NewConns: c1.NewConns - c0.NewConns}, nil
-}
-
 // runOneOffFloor runs a oneshot or post floor child with args: it waits
 // for "ready", samples its CPU, says "go", waits for "done" and samples
 // again.

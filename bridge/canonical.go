@@ -258,33 +258,30 @@ func afterElement(data []byte, i int, close byte) (next int, more, ok bool) {
 // does): drop when one of them ends at it, and the rest of those that go
 // on inside it.
 func memberPaths(paths [][]string, key []byte) (drop bool, child [][]string) {
-	for _, p := range paths {
-		if p[0] != "*" && p[0] != "#" && p[0] != string(key) {
-			continue
-		}
-		if len(p) == 1 {
-			drop = true
-		} else {
-			child = append(child, p[1:])
-		}
-	}
-	return drop, child
+	return pathsAt(paths, func(seg string) bool { return seg == string(key) })
 }
 
 // elementPaths applies ignore paths to an array's elements: only wildcards
 // reach them; one that ends there empties the array.
 func elementPaths(paths [][]string) (empty bool, child [][]string) {
+	return pathsAt(paths, func(string) bool { return false })
+}
+
+// pathsAt splits the paths that reach a member or element (a wildcard, or
+// a first segment named matches) into whether one ends there and the rest
+// of those that go on inside it.
+func pathsAt(paths [][]string, named func(seg string) bool) (ends bool, child [][]string) {
 	for _, p := range paths {
-		if p[0] != "*" && p[0] != "#" {
+		if p[0] != "*" && p[0] != "#" && !named(p[0]) {
 			continue
 		}
 		if len(p) == 1 {
-			empty = true
+			ends = true
 		} else {
 			child = append(child, p[1:])
 		}
 	}
-	return empty, child
+	return ends, child
 }
 
 // skipSpace returns the index of the first byte at or after i that is not
