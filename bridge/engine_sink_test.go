@@ -220,6 +220,17 @@ func queueBlocked(t *testing.T, events int) (*harness, *receiver, *claimWatch, c
 	return h, r, w, block
 }
 
+// claimAhead is queueBlocked until the dispatcher claims its next batch:
+// two attempts finish, two of the four claimed ahead go out, and with two
+// (one slots' worth) left to send, the next batch is claimed.
+func claimAhead(t *testing.T, events int) (*harness, *receiver, chan struct{}) {
+	h, r, w, block := queueBlocked(t, events)
+	block <- struct{}{}
+	block <- struct{}{}
+	eventually(t, "the next batch to be claimed", func() bool { return w.claims.Load() == 2 })
+	return h, r, block
+}
+
 // requests is how many requests reached the receiver, finished or not.
 func (r *receiver) requests() int {
 	r.mu.Lock()
@@ -233,10 +244,7 @@ func (r *receiver) requests() int {
 // still arrives once.
 func TestEngineClaimsNextBatchWhileSending(t *testing.T) {
 	const events = 20
-	h, r, w, block := queueBlocked(t, events)
-	block <- struct{}{} // two attempts finish: two of the four claimed ahead go out,
-	block <- struct{}{} // and two are left, one slots' worth
-	eventually(t, "the next batch to be claimed", func() bool { return w.claims.Load() == 2 })
+	h, r, block := claimAhead(t, events)
 	if n := r.requests(); n != 4 {
 		t.Errorf("the next batch was claimed after %d requests, want 4 (before the last two of the batch got slots)", n)
 	}
@@ -250,10 +258,7 @@ func TestEngineClaimsNextBatchWhileSending(t *testing.T) {
 // outbox, claimable at once by the next run rather than after its lease.
 func TestEngineShutdownHandsBackNextBatch(t *testing.T) {
 	const events = 20
-	h, r, w, block := queueBlocked(t, events)
-	block <- struct{}{}
-	block <- struct{}{}
-	eventually(t, "the next batch to be claimed", func() bool { return w.claims.Load() == 2 })
+	h, r, block := claimAhead(t, events)
 	stopped := make(chan struct{})
 	go func() {
 		defer close(stopped)
@@ -271,5 +276,27 @@ func TestEngineShutdownHandsBackNextBatch(t *testing.T) {
 	}
 	if len(claimed) != left {
 		t.Errorf("after shutdown %d of the %d undelivered events are claimable at once, want all", len(claimed), left)
+	}
+}
+
+// A batch claimed ahead that arrives after the sink was paused is handed
+// back, not sent: during the pause only the attempts already in flight
+// reach the receiver, and every other event is claimable at once.
+func TestEnginePauseHandsBackNextBatch(t *testing.T) {
+	const events = 20
+	h, r, block := claimAhead(t, events)
+	if err := h.Engine.PauseSink("app"); err != nil {
+		t.Fatal(err)
+	}
+	inFlight := r.requests() - 2 // two finished
+	close(block)
+	eventually(t, "the attempts in flight to finish", func() bool { return len(r.deliveries()) == 2+inFlight })
+	left := events - len(r.deliveries())
+	eventually(t, "the rest back in the outbox, claimable at once", func() bool {
+		claimed, err := h.Store.Claim(context.Background(), "app", time.Now(), events, time.Millisecond)
+		return err == nil && len(claimed) == left
+	})
+	if n := r.requests(); n != 2+inFlight {
+		t.Errorf("%d requests reached the receiver, want the %d made before the pause", n, 2+inFlight)
 	}
 }
